@@ -1,0 +1,5 @@
+import sys
+
+from distregistry.cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""Builds the daemon's one MultiService from a Config: the API site on its endpoint, the
+upload purger, and the storage driver's lifetime."""
+
+import random
+
+from twisted.application import internet, service
+from twisted.internet import defer, endpoints, reactor
+from twisted.logger import Logger
+
+from distregistry.api.app import RegistryAPI, make_site
+from distregistry.config import Config
+from distregistry.logs import AccessLog, make_observer
+from distregistry.registry import Registry
+from distregistry.registry.purge import purge_uploads
+from distregistry.storage.driver import factory
+
+log = Logger()
+
+
+def load_config(path):
+    return Config.load(path)
+
+
+def observer_factory(log_config):
+    return lambda: make_observer(log_config)
+
+
+def _endpoint_description(http):
+    """A strports description for ``http.addr`` (``host:port``, ``:port``, ``[v6]:port``) or a socket path."""
+    if http.net == "unix":
+        return "unix:" + http.addr.replace(":", r"\:")
+    host, _, port = http.addr.rpartition(":")
+    host = host.strip("[]")
+    desc = f"tcp:{int(port)}"
+    if host:
+        desc += ":interface=" + host.replace(":", r"\:")
+    return desc
+
+
+class UploadPurger(service.Service):
+    """registry:2's upload purger: first run after a random delay (so replicas spread out),
+    then every ``interval``; a failing run is logged and never stops the schedule."""
+
+    def __init__(self, driver, config, clock=reactor):
+        self._driver = driver
+        self._config = config
+        self._clock = clock
+        self._call = None
+
+    def startService(self):
+        super().startService()
+        delay = random.uniform(0, min(3600.0, self._config.interval))
+        log.info("Starting upload purge in {delay:.0f}s", delay=delay)
+        self._call = self._clock.callLater(delay, self._run)
+
+    async def _purge(self):
+        cfg = self._config
+        try:
+            await purge_uploads(self._driver, self._clock.seconds() - cfg.age, not cfg.dryrun)
+        except Exception:
+            log.failure("upload purge failed")
+
+    def _run(self):
+        d = defer.ensureDeferred(self._purge())
+        d.addBoth(lambda _: self._schedule())
+
+    def _schedule(self):
+        if self.running:
+            self._call = self._clock.callLater(self._config.interval, self._run)
+
+    def stopService(self):
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        return super().stopService()
+
+
+class RegistryService(service.MultiService):
+    def __init__(self, config, driver):
+        super().__init__()
+        self.config = config
+        self.driver = driver
+
+    def startService(self):
+        log.info("distregistry starting: config {source}, storage {driver}, listening on {addr}",
+                 source=self.config.source, driver=self.driver.name, addr=self.config.http.addr)
+        for warning in self.config.warnings:
+            log.warn("config: {warning}", warning=warning)
+        super().startService()
+
+    async def _stop(self):
+        await super().stopService()
+        await self.driver.close()
+
+    def stopService(self):
+        return defer.ensureDeferred(self._stop())
+
+
+def make_service(config, reactor_=reactor):
+    driver = factory.create(config.storage.driver, config.storage.parameters, reactor_)
+    registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
+    api = RegistryAPI(registry, config)
+    site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
+    top = RegistryService(config, driver)
+    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
+    listener = internet.StreamServerEndpointService(endpoint, site)
+    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
+    listener.setServiceParent(top)
+    purging = config.storage.uploadpurging
+    if purging.enabled and not config.storage.readonly:
+        UploadPurger(driver, purging, reactor_).setServiceParent(top)
+    return top

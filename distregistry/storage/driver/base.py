@@ -1,0 +1,118 @@
+"""The storage driver contract: bytes and paths only, every call Deferred-returning.
+
+Drivers know nothing of digests, manifests or the registry layout (that is
+``distregistry.registry.paths``). Paths are absolute, ``/``-separated and must match
+registry:2's ``PathRegexp``; a driver raises :class:`InvalidPathError` otherwise, so a
+hostile name can never reach outside the driver's root.
+"""
+
+import re
+
+import attr
+from zope.interface import Attribute, Interface
+
+PATH_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+
+
+class StorageDriverError(Exception):
+    """Base of driver errors; carries the driver name and path."""
+
+    def __init__(self, path, driver="", message=""):
+        self.path = path
+        self.driver = driver
+        super().__init__(message or f"{type(self).__name__}: {driver}: {path}")
+
+
+class PathNotFoundError(StorageDriverError):
+    pass
+
+
+class InvalidPathError(StorageDriverError):
+    pass
+
+
+class InvalidOffsetError(StorageDriverError):
+    pass
+
+
+def check_path(path, driver=""):
+    """Raise InvalidPathError unless *path* is a clean absolute driver path.
+
+    ``/`` alone is allowed (the root, for stat/list/walk).
+    """
+    if path != "/" and (not PATH_RE.fullmatch(path) or any(p in (".", "..") for p in path.split("/"))):
+        raise InvalidPathError(path, driver)
+    return path
+
+
+@attr.s(frozen=True, slots=True)
+class FileInfo:
+    path = attr.ib()
+    size = attr.ib(default=0)
+    modtime = attr.ib(default=0.0)   # POSIX seconds
+    is_dir = attr.ib(default=False)
+
+
+class SkipDir(Exception):
+    """Raised (or returned) by a walk visitor to skip the directory it was given."""
+
+
+class IFileReader(Interface):
+    def read(n):
+        """Deferred[bytes]: up to *n* bytes; b"" at end of file."""
+
+    def close():
+        """Release the underlying handle (idempotent, synchronous)."""
+
+
+class IFileWriter(Interface):
+    size = Attribute("bytes written so far (including those from before an append)")
+
+    def write(data):
+        """Deferred firing once *data* is stored. Writes are applied in call order;
+        callers may queue several and use the Deferreds for backpressure."""
+
+    def commit():
+        """Deferred: make all written bytes durable and visible at the path."""
+
+    def cancel():
+        """Deferred: abandon the write and remove what it wrote."""
+
+    def close():
+        """Deferred: stop writing, keep what was written (appendable later)."""
+
+
+class IStorageDriver(Interface):
+    name = Attribute("driver name as in config.yml, e.g. 'filesystem'")
+
+    def get_content(path):
+        """Deferred[bytes]; PathNotFoundError if absent. For small files only."""
+
+    def put_content(path, data):
+        """Deferred: atomically replace the file at *path* with *data*."""
+
+    def reader(path, offset=0):
+        """Deferred[IFileReader] positioned at *offset*; InvalidOffsetError past the end."""
+
+    def writer(path, append=False):
+        """Deferred[IFileWriter]; append continues an existing file (PathNotFoundError if absent)."""
+
+    def stat(path):
+        """Deferred[FileInfo]; PathNotFoundError if absent."""
+
+    def list(path):
+        """Deferred[list[str]]: full paths of the direct children, sorted; PathNotFoundError if absent.
+        Listing ``/`` of an empty driver gives []."""
+
+    def move(source, dest):
+        """Deferred: rename, replacing *dest*; PathNotFoundError if *source* is absent."""
+
+    def delete(path):
+        """Deferred: remove a file or a whole tree; PathNotFoundError if absent."""
+
+    def walk(path, visit):
+        """Deferred: call ``visit(FileInfo)`` for every entry below *path*, depth first, children
+        in sorted order. *visit* may return a Deferred; raising SkipDir on a directory skips it."""
+
+    def redirect_url(method, path):
+        """Deferred[str or None]: a URL the client can fetch *path* from directly, or None."""

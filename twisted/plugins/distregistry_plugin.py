@@ -1,0 +1,43 @@
+"""twistd plugin: ``twistd -n distregistry -c config.yml``.
+
+Kept import-light: twistd imports every plugin module just to list them.
+"""
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["config", "c", None, "Path to config.yml (default: $REGISTRY_CONFIGURATION_PATH, else the embedded default)"],
+    ]
+
+    def postOptions(self):
+        from distregistry.config import ConfigError
+        from distregistry.service import load_config, observer_factory
+
+        try:
+            self.loaded = load_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        # twistd starts its logger after makeService; handing it our observer factory makes
+        # log.level/formatter/fields apply to everything twistd and we log.
+        if getattr(self, "parent", None) is not None:
+            self.parent["logger"] = observer_factory(self.loaded.log)
+
+
+@implementer(IServiceMaker, IPlugin)
+class _ServiceMaker:
+    tapname = "distregistry"
+    description = "OCI Distribution registry (drop-in for registry:2)"
+    options = Options
+
+    def makeService(self, options):
+        from distregistry.service import make_service
+
+        return make_service(options.loaded)
+
+
+serviceMaker = _ServiceMaker()
