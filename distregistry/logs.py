@@ -106,6 +106,19 @@ def make_observer(log_config, stream=None):
                                 [predicate])
 
 
+_configured = []
+
+
+def configure(log_config):
+    """Remember the ``log`` section for :func:`configured_observer` (twistd's ``--logger``
+    takes a dotted name, not an object)."""
+    _configured[:] = [log_config]
+
+
+def configured_observer():
+    return make_observer(_configured[0])
+
+
 class AccessLog:
     """Apache combined log format, one line per request, to stdout (registry:2 does the same)."""
 

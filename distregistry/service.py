@@ -9,7 +9,7 @@ from twisted.logger import Logger
 
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.config import Config
-from distregistry.logs import AccessLog, make_observer
+from distregistry.logs import AccessLog
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
 from distregistry.storage.driver import factory
@@ -19,10 +19,6 @@ log = Logger()
 
 def load_config(path):
     return Config.load(path)
-
-
-def observer_factory(log_config):
-    return lambda: make_observer(log_config)
 
 
 def _endpoint_description(http):

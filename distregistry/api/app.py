@@ -8,7 +8,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from distregistry import manifest
+from distregistry import __version__, manifest
 from distregistry.api import blobs, catalog, manifests, referrers, tags, uploads
 from distregistry.api.respond import respond, respond_error
 from distregistry.api.state import StateSigner
@@ -16,6 +16,7 @@ from distregistry.api.streaming import BoundedBody, RegistryRequest
 from distregistry.api.urls import URLBuilder, query_args
 from distregistry.errcode import ErrorCode, RegistryError
 
+SERVER = f"distregistry/{__version__}".encode()
 MUTATING = frozenset([b"POST", b"PUT", b"PATCH", b"DELETE"])
 # Bodies of requests that are not blob uploads: manifests (4 MiB at most) and nothing else.
 SMALL_BODY_LIMIT = manifest.MAX_MANIFEST_SIZE
@@ -76,6 +77,7 @@ class RegistryAPI:
             return respond_error(request, Failure())
 
     def _common_headers(self, request):
+        request.setHeader(b"server", SERVER)
         request.setHeader(b"docker-distribution-api-version", b"registry/2.0")
         for name, values in self._headers:
             request.responseHeaders.setRawHeaders(name, values)
@@ -129,4 +131,5 @@ def make_site(api, access_log=None):
     # twisted.web's own access log is slow; ours is cheap and optional.
     site.log = access_log or (lambda request: None)
     site.displayTracebacks = False
+    site.noisy = False
     return site

@@ -15,17 +15,19 @@ class Options(usage.Options):
     ]
 
     def postOptions(self):
+        from distregistry import logs
         from distregistry.config import ConfigError
-        from distregistry.service import load_config, observer_factory
+        from distregistry.service import load_config
 
         try:
             self.loaded = load_config(self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        # twistd starts its logger after makeService; handing it our observer factory makes
-        # log.level/formatter/fields apply to everything twistd and we log.
+        # twistd starts its logger after makeService; naming our observer factory as its
+        # --logger makes log.level/formatter/fields apply to everything twistd and we log.
         if getattr(self, "parent", None) is not None:
-            self.parent["logger"] = observer_factory(self.loaded.log)
+            logs.configure(self.loaded.log)
+            self.parent["logger"] = "distregistry.logs.configured_observer"
 
 
 @implementer(IServiceMaker, IPlugin)
