@@ -64,7 +64,8 @@ class IUploadWriter(Interface):
         """Deferred: flush; the upload stays open for more PATCHes or the PUT."""
 
     def abort():
-        """Deferred: the request broke off; keep what was stored before this writer, drop the rest."""
+        """Deferred: the request broke off; close the driver writer (what reached storage stays, as
+        in registry:2: status() tells the size) and forget the hash state, so commit re-hashes."""
 
 
 class IUploadStore(Interface):

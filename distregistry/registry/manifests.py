@@ -1,0 +1,155 @@
+"""Manifests: the exact bytes stored as a blob, linked in ``_manifests/revisions`` only.
+
+Not in ``_layers``, so ``GET /blobs/<manifest digest>`` stays BLOB_UNKNOWN as in registry:2.
+"""
+
+import re
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from distregistry import manifest as manifest_format
+from distregistry.errcode import ErrorCode, RegistryError
+from distregistry.reference import is_digest, parse_digest
+from distregistry.registry import deferred, gather, paths
+from distregistry.registry.blobs import blob_size, checked_digest, read_link, write_link
+from distregistry.registry.interfaces import IManifestStore
+from distregistry.storage.driver.base import PathNotFoundError
+
+log = Logger()
+
+CHECK_CONCURRENCY = 16
+_ANY = re.compile("")
+
+
+@implementer(IManifestStore)
+class ManifestStore:
+    def __init__(self, repository):
+        self._repository = repository
+        self._driver = repository.driver
+        self._name = repository.name
+
+    def _unknown(self, digest):
+        # registry:2's ErrManifestUnknownRevision, marshalled as the error detail.
+        return RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"Name": self._name, "Revision": digest})
+
+    async def _revision(self, digest):
+        """Canonical digest if this repository's revision link names it, else None."""
+        canonical = checked_digest(digest)
+        if canonical is None or await read_link(self._driver, paths.revision_link(self._name, canonical)) != canonical:
+            return None
+        return canonical
+
+    async def _linked(self, digest):
+        """Canonical digest if its revision link and blob data are both there, else None."""
+        canonical = await self._revision(digest)
+        if canonical is None or await blob_size(self._driver, canonical) is None:
+            return None
+        return canonical
+
+    @deferred
+    async def get(self, digest):
+        canonical = await self._revision(digest)
+        if canonical is None:
+            raise self._unknown(digest)
+        try:
+            payload = await self._driver.get_content(paths.blob_data(canonical))
+        except PathNotFoundError:
+            raise self._unknown(digest) from None
+        return manifest_format.load(payload)
+
+    @deferred
+    async def exists(self, digest):
+        return await self._linked(digest) is not None
+
+    @deferred
+    async def put(self, payload, content_type, reference=None):
+        m = manifest_format.parse(payload, content_type)
+        if reference is not None and is_digest(reference):
+            if parse_digest(reference) != m.digest:
+                raise RegistryError(ErrorCode.DIGEST_INVALID)
+        await self._verify(m, self._repository.validation)
+
+        if await blob_size(self._driver, m.digest) is None:
+            await self._driver.put_content(paths.blob_data(m.digest), m.payload)
+        await write_link(self._driver, paths.revision_link(self._name, m.digest), m.digest)
+        if m.subject is not None:
+            await self._repository.referrers.add(m)
+        log.info("manifest {digest} ({media_type}) stored in {repository}",
+                 digest=m.digest, media_type=m.media_type, repository=self._name)
+        return m
+
+    async def _verify(self, m, validation):
+        """Collect every problem, as registry:2 does: one MANIFEST_BLOB_UNKNOWN per missing
+        reference, in manifest order (descriptor sizes are not compared, as in registry:2).
+
+        ``validation.disabled`` does what it does in registry:2 (handlers/app.go): no URL
+        allow/deny lists (any http(s) URL without fragment passes) and no index completeness
+        check; config and layers must still be linked here.
+        """
+        errors = []
+        allow, deny = ([_ANY], []) if validation.disabled else (validation.urls_allow, validation.urls_deny)
+        try:
+            manifest_format.check_urls(m, allow, deny)
+        except RegistryError as error:
+            errors.append(error)
+
+        if m.is_index:
+            required = [child for child in m.manifests if _child_required(child, validation)]
+            present = await gather([lambda d=d: self.exists(d.digest) for d in required], limit=CHECK_CONCURRENCY)
+        else:
+            required = m.blob_references()
+            present = await gather([lambda d=d: self._blob_linked(d.digest) for d in required],
+                                   limit=CHECK_CONCURRENCY)
+        errors.extend(RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail=d.digest)
+                      for d, ok in zip(required, present) if not ok)
+        if errors:
+            raise RegistryError.combine(errors)
+
+    async def _blob_linked(self, digest):
+        try:
+            await self._repository.blobs.stat(digest)
+        except RegistryError:
+            return False
+        return True
+
+    @deferred
+    async def delete(self, digest):
+        if not self._repository.delete_enabled:
+            raise RegistryError(ErrorCode.UNSUPPORTED)
+        canonical = await self._linked(digest)
+        if canonical is None:
+            raise self._unknown(digest)
+        try:
+            m = manifest_format.load(await self._driver.get_content(paths.blob_data(canonical)))
+        except (RegistryError, PathNotFoundError) as error:
+            # Unreadable bytes must not make a manifest undeletable; it then has no subject
+            # we could know, and a stale referrers entry is skipped for its missing link.
+            log.warn("deleting unreadable manifest {digest} from {repository}: {error}",
+                     digest=canonical, repository=self._name, error=error)
+            m = None
+
+        try:
+            await self._driver.delete(paths.revision_link(self._name, canonical))
+        except PathNotFoundError:
+            raise self._unknown(digest) from None
+        for tag in await self._repository.tags.lookup(canonical):
+            try:
+                await self._repository.tags.untag(tag)
+            except RegistryError as error:
+                if error.code is not ErrorCode.MANIFEST_UNKNOWN:   # untagged meanwhile: fine
+                    raise
+        if m is not None and m.subject is not None:
+            await self._repository.referrers.remove(m)
+        log.info("manifest {digest} deleted from {repository}", digest=canonical, repository=self._name)
+
+
+def _child_required(child, validation):
+    """registry:2's validation.manifests.indexes: which index children must exist here
+    ("list" with an empty platformlist means all of them, as in registry:2)."""
+    if validation.disabled or validation.index_platforms == "none":
+        return False
+    if validation.index_platforms == "all" or not validation.platformlist:
+        return True
+    platform = child.platform or {}
+    return (platform.get("architecture"), platform.get("os")) in set(map(tuple, validation.platformlist))
