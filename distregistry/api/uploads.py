@@ -14,7 +14,8 @@ from distregistry.api.urls import query_args
 from distregistry.errcode import ErrorCode, RegistryError
 from distregistry.reference import parse_digest, validate_name
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})$")
+# The spec's "<start>-<end>" only; a "bytes " prefix is not accepted (registry:2 3.x neither).
+_CONTENT_RANGE = re.compile(r"^(\d{1,19})-(\d{1,19})$")
 
 
 def _content_range(request, length):
