@@ -25,14 +25,15 @@ def page_args(request, default, maximum, clamp):
     return n, last
 
 
-def paginate(api, request, path, items, n, last):
-    """(page, headers): items after *last*, at most *n*, and a relative Link when the page is full."""
+def paginate(api, path, items, n, last, key=lambda item: item, extra=None):
+    """(page, headers): sorted *items* whose key is after *last*, at most *n*, and a relative
+    Link when the page is full (*extra* query parameters are carried into it)."""
     if last is not None:
-        items = [i for i in items if i > last]
+        items = [i for i in items if key(i) > last]
     if n is None:
         return items, {}
     page = items[:n]
     headers = {}
     if n and len(page) == n:
-        headers["Link"] = api.urls.link_next(path, page[-1], n)
+        headers["Link"] = api.urls.link_next(path, key(page[-1]), n, extra)
     return page, headers

@@ -50,9 +50,10 @@ class URLBuilder:
         return self.base(request) + self.path(name, "blobs", "uploads", uuid) + "?" + urlencode(
             {"_state": state_token})
 
-    def link_next(self, path, last, n):
+    def link_next(self, path, last, n, extra=None):
         """Relative ``Link`` header value, query ordered ``last`` then ``n`` (registry:2)."""
-        return f'<{path}?last={quote(last, safe="")}&n={n}>; rel="next"'
+        tail = "".join(f"&{k}={quote(v, safe='')}" for k, v in (extra or {}).items())
+        return f'<{path}?last={quote(last, safe="")}&n={n}{tail}>; rel="next"'
 
 
 def _first(value):
