@@ -1,6 +1,6 @@
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import task
 
 # ---------------------------------------------------------------------------------------
 # Reactor cleanliness (storage-driver engineer). pytest-twisted never checks for a dirty
@@ -19,7 +19,16 @@ def _reactor_internal(selectable):
     return type(selectable).__module__ == "twisted.internet._signals"
 
 
+def _reactor():
+    # Imported late: importing the reactor while conftest loads would install the default
+    # one before pytest-twisted installs the one chosen with --reactor.
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def _reactor_state():
+    reactor = _reactor()
     calls = {c for c in reactor.getDelayedCalls() if c.active()}
     selectables = {s for s in reactor.getReaders() + reactor.getWriters() if not _reactor_internal(s)}
     return calls, selectables
@@ -35,7 +44,7 @@ def _reactor_clean():
         new_calls, new_selectables = calls - calls_before, selectables - selectables_before
         if not (new_calls or new_selectables) or waited >= _CLEAN_GRACE:
             break
-        pytest_twisted.blockon(task.deferLater(reactor, _CLEAN_POLL, lambda: None))
+        pytest_twisted.blockon(task.deferLater(_reactor(), _CLEAN_POLL, lambda: None))
         waited += _CLEAN_POLL
     if new_calls or new_selectables:
         report = (

@@ -1,0 +1,521 @@
+"""The ``filesystem`` storage driver: driver path ``/a/b`` is ``<rootdirectory>/a/b``.
+
+The on-disk tree is registry:2's (3.x): files written through ``<path>.<uuid>.tmp``,
+fsync, rename and a directory fsync; directories created 0o777 and files 0o666 (the
+umask applies), so a Go registry can share the tree.
+
+Every blocking call runs in the driver's own bounded ThreadPool (``maxthreads``, like
+registry:2's regulator), never on the reactor thread. Open readers and writers run
+their calls one at a time, in call order, so callers may queue several.
+"""
+
+import errno
+import functools
+import os
+import shutil
+import stat as statmod
+import threading
+import uuid
+from collections import deque
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from distregistry.storage.driver import walk_tree
+from distregistry.storage.driver.base import (
+    PATH_RE,
+    FileInfo,
+    IFileReader,
+    IFileWriter,
+    IStorageDriver,
+    InvalidOffsetError,
+    InvalidPathError,
+    PathNotFoundError,
+    StorageDriverError,
+    check_path,
+)
+
+_log = Logger()
+
+# Linux limits, checked before any I/O so an absurd path cannot half-create a deep tree.
+NAME_MAX = 255
+PATH_MAX = 4096
+
+# Calls one pool job runs for an open file before yielding its thread (16 MiB of 1 MiB writes).
+_DRAIN_BATCH = 16
+
+# errno values meaning "nothing there" when looking a path up.
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)
+# errno values meaning "something of the wrong kind is in the way" when creating.
+_CONFLICT = (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY, errno.EINVAL)
+
+
+def _deferred(method):
+    """Turn a synchronous exception (e.g. InvalidPathError) into a failed Deferred."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        return defer.maybeDeferred(method, *args, **kwargs)
+
+    return wrapper
+
+
+def _close_quietly(f):
+    # After a failed flush, close() re-raises that same error; the fd is released anyway.
+    try:
+        f.close()
+    except OSError:
+        pass
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs_parent(full):
+    parent = full.rpartition("/")[0] or "/"
+    os.makedirs(parent, 0o777, exist_ok=True)
+    return parent
+
+
+def _ignore_vanished(func, path, exc_info):
+    # A concurrent delete of part of the tree is not a failure of this one.
+    if not issubclass(exc_info[0], FileNotFoundError):
+        raise exc_info[1]
+
+
+@implementer(IStorageDriver)
+class FilesystemDriver:
+    name = "filesystem"
+
+    def __init__(self, rootdirectory, maxthreads=100, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        # "/" as root becomes "" so that root + path never doubles the slash.
+        self._root = os.path.abspath(rootdirectory).rstrip("/")
+        self._real_root = None
+        self.threadpool = ThreadPool(minthreads=0, maxthreads=maxthreads, name="filesystem-driver")
+        self._jobs = 0
+        self._closed = False
+        self._close_waiters = []
+        self._shutdown_trigger = None
+
+    # -- thread pool bookkeeping -------------------------------------------------------
+
+    def _hold(self):
+        """Count one job (queued or running) so close() can wait for it."""
+        if self._closed:
+            raise RuntimeError("filesystem driver is closed")
+        self._jobs += 1
+
+    def _settle(self, outcome, d):
+        """Fire *d* with a job's outcome, then release the job: the caller's callbacks run
+        before close() can report the pool stopped."""
+        if isinstance(outcome, Failure):
+            d.errback(outcome)
+        else:
+            d.callback(outcome)
+        self._jobs -= 1
+        self._maybe_stopped()
+
+    def _start(self):
+        if not self.threadpool.started:
+            self.threadpool.start()
+            # Non-daemon pool threads would otherwise keep the process alive after the reactor stops.
+            self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+                "before", "shutdown", self._close_at_shutdown
+            )
+
+    def _call_in_pool(self, fn):
+        self._start()
+        self.threadpool.callInThread(fn)
+
+    def _run(self, fn, *args):
+        self._hold()
+        self._start()
+        d = defer.Deferred()
+        threads.deferToThreadPool(self._reactor, self.threadpool, fn, *args).addBoth(self._settle, d)
+        return d
+
+    def _maybe_stopped(self):
+        if not self._closed or self._jobs:
+            return
+        if self.threadpool.started:
+            # Every worker is idle by now, so joining them does not wait on I/O.
+            self.threadpool.stop()
+        waiters, self._close_waiters = self._close_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def _close_at_shutdown(self):
+        self._shutdown_trigger = None
+        return self.close()
+
+    def close(self):
+        """Deferred: refuse new calls, let queued ones finish, then stop the thread pool."""
+        self._closed = True
+        if self._shutdown_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        d = defer.Deferred()
+        self._close_waiters.append(d)
+        self._maybe_stopped()
+        return d
+
+    # -- paths -----------------------------------------------------------------------
+
+    def _full(self, path, root_ok=False):
+        """The OS path of a driver path; pure string work, safe on the reactor thread."""
+        check_path(path, self.name)
+        if path == "/":
+            if not root_ok:
+                raise InvalidPathError(path, self.name)
+            return self._root or "/"
+        full = self._root + path
+        if len(full.encode("utf-8", "surrogateescape")) >= PATH_MAX or any(
+            len(part) > NAME_MAX for part in path.split("/")
+        ):
+            raise InvalidPathError(path, self.name)
+        return full
+
+    def _confine(self, full, path):
+        """Refuse a path whose symlinks lead outside the root (runs in a pool thread)."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self._root or "/")
+        root = self._real_root
+        real = os.path.realpath(full)
+        if real != root and not real.startswith(root.rstrip("/") + "/"):
+            raise InvalidPathError(path, self.name, f"InvalidPathError: {self.name}: {path}: leaves the root")
+
+    def _raise(self, exc, path, absent=_ABSENT, conflict=()):
+        """Raise the driver error an OSError means, or the OSError itself."""
+        if exc.errno in absent:
+            raise PathNotFoundError(path, self.name) from exc
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InvalidPathError(path, self.name) from exc
+        if exc.errno in conflict:
+            raise StorageDriverError(path, self.name, f"StorageDriverError: {self.name}: {path}: {exc.strerror}") from exc
+        raise exc
+
+    # -- IStorageDriver --------------------------------------------------------------
+
+    @_deferred
+    def get_content(self, path):
+        return self._run(self._get_content, self._full(path), path)
+
+    def _get_content(self, full, path):
+        self._confine(full, path)
+        try:
+            with open(full, "rb") as f:
+                return f.read()
+        except OSError as e:
+            self._raise(e, path, absent=_ABSENT + (errno.EISDIR,))
+
+    @_deferred
+    def put_content(self, path, data):
+        return self._run(self._put_content, self._full(path), path, bytes(data))
+
+    def _put_content(self, full, path, data):
+        self._confine(full, path)
+        tmp = f"{full}.{uuid.uuid4()}.tmp"
+        try:
+            parent = _makedirs_parent(full)
+            try:
+                with open(tmp, "xb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, full)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                raise
+            _fsync_dir(parent)
+        except OSError as e:
+            self._raise(e, path, absent=(), conflict=_CONFLICT)
+
+    @_deferred
+    def reader(self, path, offset=0):
+        full = self._full(path)
+        if offset < 0:
+            raise InvalidOffsetError(path, self.name)
+        d = self._run(self._open_reader, full, path, offset)
+        return d.addCallback(lambda f: _FileReader(self, f))
+
+    def _open_reader(self, full, path, offset):
+        self._confine(full, path)
+        try:
+            f = open(full, "rb", buffering=0)
+        except OSError as e:
+            self._raise(e, path, absent=_ABSENT + (errno.EISDIR,))
+        try:
+            if offset > os.fstat(f.fileno()).st_size:
+                raise InvalidOffsetError(path, self.name)
+            f.seek(offset)
+        except BaseException:
+            f.close()
+            raise
+        return f
+
+    @_deferred
+    def writer(self, path, append=False):
+        full = self._full(path)
+        d = self._run(self._open_writer, full, path, append)
+        return d.addCallback(lambda opened: _FileWriter(self, full, *opened))
+
+    def _open_writer(self, full, path, append):
+        self._confine(full, path)
+        try:
+            if append:
+                fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                try:
+                    size = os.fstat(fd).st_size
+                    return open(fd, "ab"), size
+                except BaseException:
+                    os.close(fd)
+                    raise
+            _makedirs_parent(full)
+            return open(full, "wb"), 0
+        except OSError as e:
+            self._raise(e, path, absent=_ABSENT if append else (), conflict=_CONFLICT)
+
+    @_deferred
+    def stat(self, path):
+        return self._run(self._stat, self._full(path, root_ok=True), path)
+
+    def _stat(self, full, path):
+        self._confine(full, path)
+        try:
+            st = os.stat(full)
+        except OSError as e:
+            self._raise(e, path)
+        is_dir = statmod.S_ISDIR(st.st_mode)
+        return FileInfo(path=path, size=0 if is_dir else st.st_size, modtime=st.st_mtime, is_dir=is_dir)
+
+    @_deferred
+    def list(self, path):
+        return self._run(self._list, self._full(path, root_ok=True), path)
+
+    def _list(self, full, path):
+        return [info.path for info in self._scan(full, path)]
+
+    def _scan(self, full, path):
+        """FileInfo of the children of *path*, sorted; names the contract cannot express
+        (e.g. ``lost+found`` at a mount point) are left out, being unreachable anyway."""
+        self._confine(full, path)
+        prefix = "" if path == "/" else path
+        try:
+            entries = os.scandir(full)
+        except OSError as e:
+            if path == "/" and e.errno == errno.ENOENT:
+                return []  # a fresh root that nothing has been written to yet
+            self._raise(e, path)
+        infos = []
+        with entries:
+            for entry in entries:
+                child = f"{prefix}/{entry.name}"
+                if not PATH_RE.fullmatch(child):
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # removed since the directory was read
+                is_dir = statmod.S_ISDIR(st.st_mode)
+                infos.append(FileInfo(path=child, size=0 if is_dir else st.st_size, modtime=st.st_mtime, is_dir=is_dir))
+        infos.sort(key=lambda i: i.path)
+        return infos
+
+    @_deferred
+    def move(self, source, dest):
+        return self._run(self._move, self._full(source), source, self._full(dest), dest)
+
+    def _move(self, src_full, source, dst_full, dest):
+        self._confine(src_full, source)
+        self._confine(dst_full, dest)
+        try:
+            os.lstat(src_full)
+        except OSError as e:
+            self._raise(e, source)
+        try:
+            parent = _makedirs_parent(dst_full)
+            os.replace(src_full, dst_full)
+            # registry:2 does not sync here; we do, so a committed blob survives a crash.
+            _fsync_dir(parent)
+        except OSError as e:
+            self._raise(e, dest, absent=(), conflict=_CONFLICT)
+
+    @_deferred
+    def delete(self, path):
+        return self._run(self._delete, self._full(path), path)
+
+    def _delete(self, full, path):
+        self._confine(full, path)
+        try:
+            if statmod.S_ISDIR(os.lstat(full).st_mode):
+                shutil.rmtree(full, onerror=_ignore_vanished)
+            else:
+                os.unlink(full)
+        except OSError as e:
+            self._raise(e, path)
+
+    @_deferred
+    def walk(self, path, visit):
+        self._full(path, root_ok=True)
+        return defer.ensureDeferred(walk_tree(self._children, path, visit))
+
+    def _children(self, path):
+        # One pool job per directory (scandir carries the stat), not one per entry.
+        return self._run(self._scan, self._full(path, root_ok=True), path)
+
+    def redirect_url(self, method, path):
+        return defer.succeed(None)
+
+
+class _Serial:
+    """Runs the blocking calls of one open file one at a time, in call order.
+
+    One pool job drains the queue, so a backlog of writes reaches the disk back to back
+    instead of waiting a reactor round trip between each; every call's Deferred still
+    fires as soon as that call is done.
+    """
+
+    def __init__(self, driver):
+        self._driver = driver
+        self._lock = threading.Lock()  # guards _queue and _busy, shared with the draining thread
+        self._queue = deque()
+        self._busy = False
+
+    @property
+    def idle(self):
+        with self._lock:
+            return not self._busy
+
+    def __call__(self, fn, *args):
+        try:
+            self._driver._hold()
+        except RuntimeError:
+            return defer.fail()
+        d = defer.Deferred()
+        with self._lock:
+            self._queue.append((fn, args, d))
+            start, self._busy = not self._busy, True
+        if start:
+            self._driver._call_in_pool(self._drain)
+        return d
+
+    def _drain(self):
+        settle = self._driver._settle
+        call_from_thread = self._driver._reactor.callFromThread
+        for _ in range(_DRAIN_BATCH):
+            with self._lock:
+                if not self._queue:
+                    self._busy = False
+                    return
+                fn, args, d = self._queue.popleft()
+            try:
+                outcome = fn(*args)
+            except BaseException:
+                outcome = Failure()
+            call_from_thread(settle, outcome, d)
+        # Still busy: go to the back of the pool's queue, so one fast stream cannot keep a
+        # thread while other calls wait for one.
+        call_from_thread(self._driver._call_in_pool, self._drain)
+
+
+@implementer(IFileReader)
+class _FileReader:
+    def __init__(self, driver, f):
+        self._file = f
+        self._serial = _Serial(driver)
+        self._closed = False
+
+    def read(self, n):
+        if self._closed:
+            return defer.fail(ValueError("reader is closed"))
+        return self._serial(self._file.read, n)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        if self._serial.idle:
+            self._file.close()  # a read-only fd: nothing to flush, does not block
+        else:
+            self._serial(self._file.close).addErrback(
+                lambda f: _log.failure("closing a reader after its last read", f)
+            )
+
+
+@implementer(IFileWriter)
+class _FileWriter:
+    def __init__(self, driver, full, f, size):
+        self.size = size
+        self._full = full
+        self._file = f
+        self._serial = _Serial(driver)
+        self._state = None  # "committed", "cancelled" or "closed" once finished
+        # The first write error; touched only by this writer's pool calls, which never overlap.
+        self._failure = None
+
+    def write(self, data):
+        if self._state:
+            return defer.fail(ValueError(f"writer is {self._state}"))
+        data = bytes(data)  # the caller may reuse a mutable buffer before the write runs
+        self.size += len(data)
+        return self._serial(self._write, data)
+
+    def commit(self):
+        return self._finish("committed", self._sync_close)
+
+    def close(self):
+        if self._state:
+            # Closing a finished writer is a no-op, but still waits for its last call.
+            return defer.succeed(None) if self._serial.idle else self._serial(lambda: None)
+        # registry:2 fsyncs on Close too: an upload acknowledged with 202 survives a crash.
+        return self._finish("closed", self._sync_close)
+
+    def cancel(self):
+        return self._finish("cancelled", self._remove)
+
+    def _finish(self, state, fn):
+        if self._state:
+            return defer.fail(ValueError(f"writer is {self._state}"))
+        self._state = state
+        return self._serial(fn)
+
+    def _raise_earlier_failure(self):
+        if self._failure is not None:
+            raise OSError(self._failure.errno, f"an earlier write failed: {self._failure.strerror}", self._full)
+
+    def _write(self, data):
+        self._raise_earlier_failure()
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self._failure = e
+            raise
+
+    def _sync_close(self):
+        try:
+            self._raise_earlier_failure()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            _close_quietly(self._file)
+
+    def _remove(self):
+        _close_quietly(self._file)
+        try:
+            os.unlink(self._full)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,381 @@
+import errno
+import hashlib
+import itertools
+import os
+import shutil
+import stat
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, utils
+
+from distregistry.storage.driver import factory, filesystem
+from distregistry.storage.driver.base import InvalidPathError, StorageDriverError
+from distregistry.storage.driver.filesystem import FilesystemDriver
+from driver_suite import MiB, DriverSuite
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def driver_factory(tmp_path):
+    roots = itertools.count()
+    return lambda: FilesystemDriver(str(tmp_path / f"root{next(roots)}"), maxthreads=25)
+
+
+class TestFilesystemDriver(DriverSuite):
+    pass
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def fs(root):
+    driver = FilesystemDriver(str(root), maxthreads=25)
+    yield driver
+    pytest_twisted.blockon(driver.close())
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (the driver's pool threads share it)."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield os.umask
+    os.umask(saved)
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+async def test_paths_map_below_the_root(fs, root):
+    await fs.put_content("/docker/registry/v2/x/link", b"sha256:abc")
+    assert (root / "docker/registry/v2/x/link").read_bytes() == b"sha256:abc"
+    (root / "docker/registry/v2/y").write_bytes(b"written by another registry")
+    assert await fs.get_content("/docker/registry/v2/y") == b"written by another registry"
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o000, 0o666, 0o777), (0o027, 0o640, 0o750)])
+async def test_modes_are_0666_and_0777_less_umask(fs, root, umask, mask, file_mode, dir_mode):
+    umask(mask)
+    await fs.put_content("/a/b/content", b"x")
+    w = await fs.writer("/c/d/written")
+    await w.write(b"y")
+    await w.commit()
+    await fs.put_content("/e/src", b"z")
+    await fs.move("/e/src", "/f/g/moved")
+    for f in ("a/b/content", "c/d/written", "f/g/moved"):
+        assert stat.S_IMODE((root / f).stat().st_mode) == file_mode, f
+    for d in ("a", "a/b", "c", "c/d", "f", "f/g"):
+        assert stat.S_IMODE((root / d).stat().st_mode) == dir_mode, d
+
+
+async def test_no_temporary_files_left(fs, root):
+    for i in range(10):
+        await fs.put_content(f"/t/{i % 2}", b"v%d" % i)
+    (root / "dir" / "sub").mkdir(parents=True)
+    with pytest.raises(StorageDriverError):
+        await fs.put_content("/dir", b"cannot replace a directory")
+    assert _tree(root) == ["dir", "dir/sub", "t", "t/0", "t/1"]
+
+
+async def test_symlinks_out_of_the_root_are_refused(fs, root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    root.mkdir()
+    (root / "evil").symlink_to(outside)
+    (root / "evilfile").symlink_to(outside / "secret")
+    calls = [
+        lambda: fs.get_content("/evil/secret"),
+        lambda: fs.get_content("/evilfile"),
+        lambda: fs.put_content("/evil/new", b"x"),
+        lambda: fs.put_content("/evil/deep/new", b"x"),
+        lambda: fs.reader("/evil/secret"),
+        lambda: fs.writer("/evil/secret"),
+        lambda: fs.writer("/evil/secret", append=True),
+        lambda: fs.stat("/evil"),
+        lambda: fs.list("/evil"),
+        lambda: fs.delete("/evil/secret"),
+        lambda: fs.delete("/evil"),
+        lambda: fs.move("/evil/secret", "/stolen"),
+        lambda: fs.walk("/evil", lambda info: None),
+    ]
+    await fs.put_content("/mine", b"x")
+    calls.append(lambda: fs.move("/mine", "/evil/planted"))
+    for call in calls:
+        with pytest.raises(InvalidPathError):
+            await call()
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"secret"
+
+
+async def test_symlinks_inside_the_root_are_followed(fs, root):
+    await fs.put_content("/real/file", b"x")
+    (root / "alias").symlink_to(root / "real")
+    assert await fs.get_content("/alias/file") == b"x"
+
+
+async def test_a_symlinked_root_is_fine(tmp_path):
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "disk")
+    driver = FilesystemDriver(str(tmp_path / "link"), maxthreads=25)
+    await driver.put_content("/a/b", b"x")
+    assert await driver.get_content("/a/b") == b"x"
+    await driver.close()
+    assert (tmp_path / "disk/a/b").read_bytes() == b"x"
+
+
+async def test_names_outside_the_path_grammar_are_not_listed(fs, root):
+    await fs.put_content("/docker/x", b"x")
+    (root / "lost+found").mkdir()
+    (root / "with space").write_bytes(b"")
+    assert await fs.list("/") == ["/docker"]
+    seen = []
+    await fs.walk("/", seen.append)
+    assert [i.path for i in seen] == ["/docker", "/docker/x"]
+
+
+async def test_open_files_keep_working_across_moves(fs):
+    # An upload's data file is moved to blobs/ while a reader may hold it open.
+    await fs.put_content("/up/data", b"0123456789")
+    r = await fs.reader("/up/data", 5)
+    await fs.move("/up/data", "/blobs/data")
+    assert await r.read(100) == b"56789"
+    r.close()
+
+
+async def test_write_errors_are_sticky(fs, monkeypatch):
+    class FullDisk:
+        def __init__(self, f):
+            self._f, self.writes = f, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+    monkeypatch.setattr(filesystem, "open", lambda *a, **kw: FullDisk(open(*a, **kw)), raising=False)
+    w = await fs.writer("/full")
+    results = await defer.DeferredList([w.write(b"a"), w.write(b"b"), w.write(b"c")], consumeErrors=True)
+    assert [ok for ok, _ in results] == [True, False, False]
+    with pytest.raises(OSError) as info:
+        await w.commit()
+    assert info.value.errno == errno.ENOSPC
+
+
+async def test_append_after_a_restart(root):
+    first = FilesystemDriver(str(root), maxthreads=25)
+    w = await first.writer("/up/data")
+    await w.write(b"part one, ")
+    await w.close()
+    await first.close()
+    second = FilesystemDriver(str(root), maxthreads=25)
+    w = await second.writer("/up/data", append=True)
+    assert w.size == 10
+    await w.write(b"part two")
+    await w.commit()
+    assert await second.get_content("/up/data") == b"part one, part two"
+    await second.close()
+
+
+# -- threads ------------------------------------------------------------------------------
+
+
+class _Recording:
+    """Stands in for a module and records the thread of every call made through it."""
+
+    def __init__(self, real, calls):
+        self._real, self._calls = real, calls
+
+    def __getattr__(self, name):
+        attr = getattr(self._real, name)
+        if isinstance(attr, types.ModuleType):
+            return _Recording(attr, self._calls)
+        if not callable(attr) or isinstance(attr, type):
+            return attr
+        label = f"{self._real.__name__}.{name}"
+
+        def call(*args, **kwargs):
+            self._calls.append((label, threading.current_thread()))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+async def test_blocking_calls_never_run_on_the_reactor_thread(fs, monkeypatch):
+    calls = []
+    monkeypatch.setattr(filesystem, "os", _Recording(os, calls))
+    monkeypatch.setattr(filesystem, "shutil", _Recording(shutil, calls))
+    builtins = _Recording(types.SimpleNamespace(__name__="builtins", open=open), calls)
+    monkeypatch.setattr(filesystem, "open", builtins.open, raising=False)
+
+    await fs.put_content("/a/b", b"content")
+    assert await fs.get_content("/a/b") == b"content"
+    w = await fs.writer("/a/w")
+    w.write(b"1")
+    w.write(b"2")
+    await w.close()
+    w = await fs.writer("/a/w", append=True)
+    await w.write(b"3")
+    await w.commit()
+    w = await fs.writer("/a/cancelled")
+    await w.cancel()
+    r = await fs.reader("/a/w", 1)
+    assert await r.read(10) == b"23"
+    r.close()
+    await fs.stat("/a")
+    await fs.list("/a")
+    await fs.walk("/", lambda info: None)
+    await fs.move("/a/w", "/c/w")
+    await fs.delete("/a/b")
+    await fs.delete("/c")
+
+    labels = {label for label, _ in calls}
+    assert {"builtins.open", "os.fsync", "os.replace", "os.scandir", "os.stat", "posixpath.realpath"} <= labels
+    main = threading.main_thread()
+    assert threading.current_thread() is main  # the reactor runs here under pytest-twisted
+    assert [label for label, thread in calls if thread is main] == []
+
+
+async def test_the_pool_is_bounded_by_maxthreads(fs, monkeypatch):
+    lock = threading.Lock()
+    full = threading.Event()
+    load = {"now": 0, "peak": 0}
+
+    class SlowStat:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def stat(self, *args, **kwargs):
+            with lock:
+                load["now"] += 1
+                load["peak"] = max(load["peak"], load["now"])
+                if load["now"] == 25:
+                    full.set()
+            try:
+                # Hold every call until 25 run at once; an unbounded pool would let more in.
+                full.wait(5)
+                time.sleep(0.005)
+                return os.stat(*args, **kwargs)
+            finally:
+                with lock:
+                    load["now"] -= 1
+
+    await fs.put_content("/f", b"x")
+    monkeypatch.setattr(filesystem, "os", SlowStat())
+    infos = await defer.gatherResults([fs.stat("/f") for _ in range(100)])
+    assert len(infos) == 100
+    assert load["peak"] == 25
+    assert len(fs.threadpool.threads) == 25
+
+
+async def test_write_backlogs_do_not_starve_other_calls(fs, monkeypatch):
+    class SlowFile:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            time.sleep(0.001)
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+    await fs.put_content("/f", b"x")
+    monkeypatch.setattr(filesystem, "open", lambda *a, **kw: SlowFile(open(*a, **kw)), raising=False)
+    # As many writers as the pool has threads, each with a deep backlog.
+    writers = await defer.gatherResults([fs.writer(f"/w{i}") for i in range(25)])
+    writes = [w.write(b"x") for _ in range(100) for w in writers]
+    await fs.stat("/f")
+    # The stat got a thread after a batch, long before the backlogs drained.
+    assert sum(d.called for d in writes) < len(writes) / 2
+    await defer.gatherResults(writes + [w.commit() for w in writers])
+
+
+async def test_close_waits_for_queued_calls_then_stops_the_pool(fs, root):
+    w = await fs.writer("/w")
+    for _ in range(16):
+        w.write(b"x" * MiB)
+    committed = w.commit()
+    await fs.close()
+    assert committed.called
+    assert (root / "w").stat().st_size == 16 * MiB
+    assert all(not t.is_alive() for t in fs.threadpool.threads)
+    with pytest.raises(RuntimeError, match="closed"):
+        await fs.stat("/w")
+    await committed
+
+
+async def test_process_exits_when_the_reactor_stops_without_close(tmp_path):
+    script = """
+import sys
+from twisted.internet import defer, reactor
+from distregistry.storage.driver.filesystem import FilesystemDriver
+
+driver = FilesystemDriver(sys.argv[1], maxthreads=25)
+
+async def main():
+    await driver.put_content("/x", b"y")
+    w = await driver.writer("/w")
+    w.write(b"queued and never awaited")
+    reactor.stop()
+
+reactor.callWhenRunning(lambda: defer.ensureDeferred(main()))
+reactor.run()
+print("exited")
+"""
+    d = utils.getProcessOutputAndValue(sys.executable, ["-c", script, str(tmp_path)], env=dict(os.environ), path=str(REPO))
+    out, err, code = await d
+    assert (code, out.strip()) == (0, b"exited"), err
+    assert (tmp_path / "x").read_bytes() == b"y"
+
+
+# -- factory and speed --------------------------------------------------------------------
+
+
+async def test_factory_builds_filesystem(root):
+    driver = factory.create("filesystem", {"rootdirectory": str(root), "maxthreads": 30})
+    assert isinstance(driver, FilesystemDriver)
+    assert driver.threadpool.max == 30
+    await driver.put_content("/a", b"x")
+    assert (root / "a").read_bytes() == b"x"
+    await driver.close()
+
+
+async def test_64mib_stream_in_1mib_writes(fs, root):
+    chunk = os.urandom(MiB)
+    expected = hashlib.sha256()
+    start = time.perf_counter()
+    w = await fs.writer("/big/data")
+    window = []
+    for i in range(64):
+        block = chunk[i:] + chunk[:i]
+        expected.update(block)
+        window.append(w.write(block))
+        if len(window) >= 8:
+            await window.pop(0)
+    await defer.gatherResults(window)
+    await w.commit()
+    elapsed = time.perf_counter() - start
+    print(f"filesystem writer: 64 MiB in 1 MiB writes, fsync'd: {64 / elapsed:.0f} MiB/s")
+    assert w.size == 64 * MiB
+    got = hashlib.sha256()
+    r = await fs.reader("/big/data")
+    while data := await r.read(MiB):
+        got.update(data)
+    r.close()
+    assert got.hexdigest() == expected.hexdigest()
