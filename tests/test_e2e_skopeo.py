@@ -83,7 +83,7 @@ def test_inspect_and_raw(reg, skopeo, e2e_images):
     skopeo.copy(img.ref, reg.docker_ref("e2e/inspect", "s1"))
 
     info = skopeo.inspect(reg.docker_ref("e2e/inspect", "s1"))
-    assert info["Name"] == f"{reg.client_host}/e2e/inspect"
+    assert info["Name"] == f"{reg.host}/e2e/inspect"
     assert info["Digest"] == img.digest
     assert info["RepoTags"] == ["s1"]
     assert info["Architecture"] == "amd64"
@@ -223,7 +223,7 @@ def test_plain_http_port_rejects_tls_probe_quickly(reg):
     """skopeo/podman/dockerd with an insecure registry try HTTPS first and fall back to HTTP only
     when the handshake fails.  Go answers a ClientHello at once with a plain-HTTP 400; a server
     that waits for a request line stalls every client call for 10 s (Go's TLS handshake timeout).
-    (The harness works around such a stall with TLSProbeGuard so the other tests stay fast.)"""
+    The other tests here talk to the daemon's own port, so such a stall would also make them slow."""
     seconds, how = tls_probe_seconds(reg.port, timeout=3.0)
     assert how != "timeout" and seconds < 1.0, (
         f"TLS ClientHello on the plain-HTTP port not rejected ({how} after {seconds:.1f}s)"

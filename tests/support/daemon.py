@@ -110,10 +110,6 @@ class Daemon:
     cwd: Path | None = None
     port: int = 0
     name: str = ""
-    #: "auto": after start, probe with a TLS ClientHello; if the daemon stalls, put a
-    #: TLSProbeGuard in front for clients (``client_port``/``docker_ref``).  True/False: force.
-    #: (DaemonSet/the conftest fixtures use "auto"; plain Daemon defaults to no probe, no guard.)
-    tls_guard: bool | str = False
     proc: subprocess.Popen | None = field(default=None, repr=False)
     config: dict = field(default_factory=dict, repr=False)
 
@@ -129,8 +125,6 @@ class Daemon:
         self.log_path = self.workdir / f"{self.name}.log"
         self._log_file = None
         self._exit_code: int | None = None
-        self.guard: TLSProbeGuard | None = None
-        self.tls_probe: tuple[float, str] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -147,13 +141,10 @@ class Daemon:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def client_port(self) -> int:
-        """Port external clients (skopeo) should use: the TLS-probe guard's if one is active."""
-        return self.guard.port if self.guard else self.port
-
-    @property
     def client_host(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        """Deprecated alias of ``host`` (clients talk to the daemon's own port); kept only
+        while tests/test_e2e_compat.py still reads it."""
+        return self.host
 
     @property
     def running(self) -> bool:
@@ -165,7 +156,7 @@ class Daemon:
 
     def docker_ref(self, repo: str, tag_or_digest: str | None = None) -> str:
         """``docker://127.0.0.1:<port>/<repo>[:tag|@digest]`` for skopeo."""
-        ref = f"docker://{self.client_host}/{repo}"
+        ref = f"docker://{self.host}/{repo}"
         if tag_or_digest:
             sep = "@" if ":" in tag_or_digest else ":"  # tags never contain ':'
             ref += sep + tag_or_digest
@@ -223,7 +214,6 @@ class Daemon:
             self._spawn()
             try:
                 self._wait_ready(timeout)
-                self._setup_guard()
                 return self
             except DaemonError as exc:
                 in_use = "address already in use" in self.log_text().lower()
@@ -269,29 +259,8 @@ class Daemon:
             f"(last: {last_error})\n--- {self.log_path} (tail) ---\n{self.log_tail()}"
         )
 
-    def _setup_guard(self) -> None:
-        if self.tls_guard == "auto":
-            self.tls_probe = tls_probe_seconds(self.port, timeout=2.0)
-            need = self.tls_probe[1] == "timeout"
-            if need:
-                try:
-                    from . import report
-                except ImportError:  # used outside the package
-                    report = print
-                report(
-                    f"WARNING {self.kind}: a TLS ClientHello on the plain-HTTP port is not answered "
-                    f"(skopeo would stall 10 s per call); tests talk to it through TLSProbeGuard"
-                )
-        else:
-            need = bool(self.tls_guard)
-        if need:
-            self.guard = TLSProbeGuard(self.port)
-
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL.  Returns the exit status."""
-        if self.guard is not None:
-            self.guard.close()
-            self.guard = None
         if self.proc is None:
             return self._exit_code
         proc = self.proc
@@ -415,9 +384,12 @@ class DaemonSet:
         name: str | None = None,
         cwd: Path | None = None,
         timeout: float = READY_TIMEOUT,
-        tls_guard: bool | str = "auto",
+        tls_guard: object = None,
     ) -> Daemon:
-        """Start a ``kind`` daemon on ``root`` (default: a fresh dir) with ``extra_config``."""
+        """Start a ``kind`` daemon on ``root`` (default: a fresh dir) with ``extra_config``.
+
+        ``tls_guard`` is ignored (the TLS-probe forwarder is gone); it is accepted only while
+        tests/test_e2e_memory.py still passes it."""
         self._counter += 1
         label = name or f"{kind}-{self._counter}"
         workdir = self.base_dir / label
@@ -429,7 +401,6 @@ class DaemonSet:
             env=env,
             cwd=cwd,
             name=label,
-            tls_guard=tls_guard,
         )
         self.daemons.append(d)
         d.start(timeout=timeout)
@@ -456,14 +427,14 @@ class DaemonSet:
 
 
 # ---------------------------------------------------------------------------------------------
-# TLS-probe handling.  Clients told to use an "insecure" registry (skopeo --tls-verify=false,
-# podman, dockerd's insecure-registries) first try HTTPS and only fall back to plain HTTP when
-# the TLS handshake fails.  Go's net/http answers a TLS ClientHello on a plain-HTTP port at once
+# TLS probe.  Clients told to use an "insecure" registry (skopeo --tls-verify=false, podman,
+# dockerd's insecure-registries) first try HTTPS and only fall back to plain HTTP when the TLS
+# handshake fails.  Go's net/http answers a TLS ClientHello on a plain-HTTP port at once
 # ("HTTP/1.0 400 Bad Request ... Client sent an HTTP request to an HTTPS server") so the client
-# falls back immediately; a server that just waits for a request line makes every client call
-# stall for the client's TLS handshake timeout (10 s in Go's http.Transport).
+# falls back immediately; a server that just waits for a request line would make every client
+# call stall for the client's TLS handshake timeout (10 s in Go's http.Transport).  distregistry
+# answers like Go (distregistry/api/drain.py RegistryChannel); test_e2e_skopeo.py checks it.
 # ---------------------------------------------------------------------------------------------
-TLS_REJECT_RESPONSE = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 
 
 def tls_probe_seconds(port: int, timeout: float = 5.0) -> tuple[float, str]:
@@ -485,107 +456,3 @@ def tls_probe_seconds(port: int, timeout: float = 5.0) -> tuple[float, str]:
             return timeout, "timeout"
         except (ssl.SSLError, OSError) as exc:
             return time.monotonic() - t0, f"{type(exc).__name__}: {exc}"
-
-
-class TLSProbeGuard:
-    """A tiny 127.0.0.1 TCP forwarder in front of a registry that answers TLS ClientHellos the
-    way Go does and forwards everything else byte for byte.  Used only while the registry itself
-    stalls on TLS probes (see ``test_plain_http_port_rejects_tls_probe_quickly``), so skopeo runs
-    do not each lose 10 s."""
-
-    def __init__(self, upstream_port: int):
-        import threading
-
-        self.upstream_port = upstream_port
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self.port = self._sock.getsockname()[1]
-        self.rejected = 0
-        self._closed = False
-        self._threads: list = []
-        self._conns: set = set()
-        self._lock = threading.Lock()
-        t = threading.Thread(target=self._accept_loop, name="tls-guard-accept", daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _accept_loop(self) -> None:
-        import threading
-
-        while not self._closed:
-            try:
-                client, _ = self._sock.accept()
-            except OSError:
-                return
-            t = threading.Thread(target=self._handle, args=(client,), daemon=True)
-            t.start()
-
-    def _track(self, s) -> None:
-        with self._lock:
-            self._conns.add(s)
-
-    def _handle(self, client: socket.socket) -> None:
-        import threading
-
-        self._track(client)
-        upstream = None
-        try:
-            client.settimeout(30)
-            first = client.recv(1 << 16)
-            if not first:
-                return
-            if first[0] == 0x16:  # TLS handshake record
-                self.rejected += 1
-                client.sendall(TLS_REJECT_RESPONSE)
-                return
-            client.settimeout(None)
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            self._track(upstream)
-            upstream.sendall(first)
-            t = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
-            t.start()
-            self._pump(client, upstream)
-            t.join()
-        except OSError:
-            pass
-        finally:
-            for s in (client, upstream):
-                if s is not None:
-                    with self._lock:
-                        self._conns.discard(s)
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(1 << 20)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._closed = True
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        with self._lock:
-            conns = list(self._conns)
-        for s in conns:
-            try:
-                s.close()
-            except OSError:
-                pass
