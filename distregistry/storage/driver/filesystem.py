@@ -130,8 +130,10 @@ class FilesystemDriver:
         if not self.threadpool.started:
             self.threadpool.start()
             # Non-daemon pool threads would otherwise keep the process alive after the reactor stops.
+            # "during", not "before": services (a graceful drain of in-flight uploads) stop in
+            # "before" and still need the pool.
             self._shutdown_trigger = self._reactor.addSystemEventTrigger(
-                "before", "shutdown", self._close_at_shutdown
+                "during", "shutdown", self._close_at_shutdown
             )
 
     def _call_in_pool(self, fn):
