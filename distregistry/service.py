@@ -5,6 +5,7 @@ import random
 
 from twisted.application import internet, service
 from twisted.internet import defer, endpoints, reactor
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from distregistry.api.app import RegistryAPI, make_site
@@ -71,10 +72,20 @@ class UploadPurger(service.Service):
 
 
 class RegistryService(service.MultiService):
-    def __init__(self, config, driver):
+    def __init__(self, config, driver, reactor_=reactor):
         super().__init__()
         self.config = config
         self.driver = driver
+        self._reactor = reactor_
+
+    def privilegedStartService(self):
+        # registry:2 exits with one line ("listen tcp ...: bind: address already in use"), not a traceback.
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            log.critical("cannot listen on {net} {addr}: {error}", net=self.config.http.net,
+                         addr=self.config.http.addr, error=e.socketError)
+            raise SystemExit(1) from None
 
     def startService(self):
         log.info("distregistry starting: config {source}, storage {driver}, listening on {addr}",
@@ -86,6 +97,10 @@ class RegistryService(service.MultiService):
     async def _stop(self):
         await super().stopService()
         await self.driver.close()
+        if self.config.http.draintimeout > 0 and getattr(self._reactor, "_exitSignal", None) is not None:
+            # registry:2 exits 0 after a graceful drain on SIGTERM/SIGINT (and dies of the
+            # signal without one); twistd would re-raise the signal that stopped the reactor.
+            self._reactor._exitSignal = None
 
     def stopService(self):
         return defer.ensureDeferred(self._stop())
@@ -96,7 +111,7 @@ def make_service(config, reactor_=reactor):
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
     api = RegistryAPI(registry, config)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
-    top = RegistryService(config, driver)
+    top = RegistryService(config, driver, reactor_)
     endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
     listener = internet.StreamServerEndpointService(endpoint, site)
     listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
