@@ -9,6 +9,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from distregistry.api.app import RegistryAPI, make_site
+from distregistry.api.drain import DrainService
 from distregistry.config import Config
 from distregistry.logs import AccessLog
 from distregistry.registry import Registry
@@ -112,6 +113,7 @@ def make_service(config, reactor_=reactor):
     api = RegistryAPI(registry, config)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_)
+    DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
     endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
     listener = internet.StreamServerEndpointService(endpoint, site)
     listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
