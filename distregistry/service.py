@@ -6,7 +6,7 @@ import random
 from twisted.application import internet, service
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
@@ -56,7 +56,7 @@ class UploadPurger(service.Service):
         try:
             await purge_uploads(self._driver, self._clock.seconds() - cfg.age, not cfg.dryrun)
         except Exception:
-            log.failure("upload purge failed")
+            log.failure("upload purge failed", level=LogLevel.error)
 
     def _run(self):
         d = defer.ensureDeferred(self._purge())
@@ -108,7 +108,7 @@ class RegistryService(service.MultiService):
 
 
 def make_service(config, reactor_=reactor):
-    driver = factory.create(config.storage.driver, config.storage.parameters, reactor_)
+    driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
     api = RegistryAPI(registry, config)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())

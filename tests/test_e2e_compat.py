@@ -45,7 +45,7 @@ def registry_view(reg, skopeo) -> dict:
         view[repo] = {"tags": sorted(skopeo.list_tags(reg.docker_ref(repo)))}
         for tag in tags:
             info = skopeo.inspect(reg.docker_ref(repo, tag))
-            assert info.pop("Name") == f"{reg.client_host}/{repo}"
+            assert info.pop("Name") == f"{reg.host}/{repo}"
             info["RepoTags"] = sorted(info["RepoTags"])
             view[repo][tag] = (info, skopeo.inspect(reg.docker_ref(repo, tag), raw=True))
     return view

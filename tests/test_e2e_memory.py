@@ -185,7 +185,7 @@ def test_push_2gib_blob_memory_and_temp_files(kind, flow, daemons, tmp_path):
     tmpdir.mkdir()
     cwd.mkdir()
     reg = daemons.start(
-        kind, root=root, cwd=cwd, env={"TMPDIR": str(tmpdir), "TMP": None, "TEMP": None}, tls_guard=False
+        kind, root=root, cwd=cwd, env={"TMPDIR": str(tmpdir), "TMP": None, "TEMP": None}
     )
     repo = f"mem/{flow}"
     try:

@@ -4,7 +4,7 @@ are rendered from RegistryError in this one place."""
 
 import json
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from distregistry.errcode import ErrorCode, RegistryError
 
@@ -40,7 +40,7 @@ def respond_error(request, failure):
     without leaking a traceback to the client."""
     error = failure.value
     if not isinstance(error, RegistryError):
-        log.failure("unhandled error for {method} {uri}", failure, method=request.method.decode(),
+        log.failure("unhandled error for {method} {uri}", failure, LogLevel.error, method=request.method.decode(),
                     uri=request.uri.decode("latin-1"))
         error = RegistryError(ErrorCode.UNKNOWN)
     elif error.status >= 500:

@@ -8,7 +8,7 @@ transport paused while storage is behind; every other body goes into a small
 """
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.web import server
 
 log = Logger()
@@ -161,7 +161,7 @@ class UploadSink:
     def _abort_writer(self):
         d = defer.DeferredList(list(self._inflight), consumeErrors=True)
         d.addCallback(lambda _: self._writer.abort())
-        d.addErrback(lambda f: log.failure("aborting upload writer", f))
+        d.addErrback(lambda f: log.failure("aborting upload writer", f, LogLevel.error))
 
 
 class RegistryRequest(server.Request):

@@ -14,7 +14,7 @@ import uuid as uuidlib
 from collections import OrderedDict
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from distregistry import reference
@@ -141,7 +141,7 @@ class UploadWriter:
             await self._writer.close()
         except Exception:
             # The request already failed; what the driver kept is what status() reports.
-            log.failure("closing the writer of an aborted upload {key}", key=self._key)
+            log.failure("closing the writer of an aborted upload {key}", level=LogLevel.error, key=self._key)
 
 
 @implementer(IUploadStore)

@@ -141,12 +141,6 @@ class Daemon:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def client_host(self) -> str:
-        """Deprecated alias of ``host`` (clients talk to the daemon's own port); kept only
-        while tests/test_e2e_compat.py still reads it."""
-        return self.host
-
-    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -384,12 +378,8 @@ class DaemonSet:
         name: str | None = None,
         cwd: Path | None = None,
         timeout: float = READY_TIMEOUT,
-        tls_guard: object = None,
     ) -> Daemon:
-        """Start a ``kind`` daemon on ``root`` (default: a fresh dir) with ``extra_config``.
-
-        ``tls_guard`` is ignored (the TLS-probe forwarder is gone); it is accepted only while
-        tests/test_e2e_memory.py still passes it."""
+        """Start a ``kind`` daemon on ``root`` (default: a fresh dir) with ``extra_config``."""
         self._counter += 1
         label = name or f"{kind}-{self._counter}"
         workdir = self.base_dir / label

@@ -1,13 +1,13 @@
 """Build a storage driver from its config name and (already validated) parameters."""
 
 
-def _filesystem(parameters, reactor):
+def _filesystem(parameters, reactor, managed):
     from distregistry.storage.driver.filesystem import FilesystemDriver
 
-    return FilesystemDriver(parameters["rootdirectory"], parameters["maxthreads"], reactor=reactor)
+    return FilesystemDriver(parameters["rootdirectory"], parameters["maxthreads"], reactor=reactor, managed=managed)
 
 
-def _inmemory(parameters, reactor):
+def _inmemory(parameters, reactor, managed):
     from distregistry.storage.driver.inmemory import InMemoryDriver
 
     return InMemoryDriver(reactor=reactor)
@@ -20,10 +20,13 @@ _BUILDERS = {
 }
 
 
-def create(name, parameters, reactor=None):
-    """IStorageDriver for the ``storage.<name>`` section; ValueError for an unknown name."""
+def create(name, parameters, reactor=None, managed=False):
+    """IStorageDriver for the ``storage.<name>`` section; ValueError for an unknown name.
+
+    *managed*: the caller promises to ``close()`` the driver (the daemon does, after draining);
+    otherwise a driver holding threads closes itself when the reactor shuts down."""
     try:
         build = _BUILDERS[name]
     except KeyError:
         raise ValueError(f"unknown storage driver {name!r} (known: {', '.join(sorted(_BUILDERS))})") from None
-    return build(parameters or {}, reactor)
+    return build(parameters or {}, reactor, managed)

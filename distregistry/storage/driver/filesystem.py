@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 
 from twisted.internet import defer, threads
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
@@ -95,10 +95,11 @@ def _ignore_vanished(func, path, exc_info):
 class FilesystemDriver:
     name = "filesystem"
 
-    def __init__(self, rootdirectory, maxthreads=100, reactor=None):
+    def __init__(self, rootdirectory, maxthreads=100, reactor=None, managed=False):
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
+        self._managed = managed
         # "/" as root becomes "" so that root + path never doubles the slash.
         self._root = os.path.abspath(rootdirectory).rstrip("/")
         self._real_root = None
@@ -129,12 +130,13 @@ class FilesystemDriver:
     def _start(self):
         if not self.threadpool.started:
             self.threadpool.start()
-            # Non-daemon pool threads would otherwise keep the process alive after the reactor stops.
-            # "during", not "before": services (a graceful drain of in-flight uploads) stop in
-            # "before" and still need the pool.
-            self._shutdown_trigger = self._reactor.addSystemEventTrigger(
-                "during", "shutdown", self._close_at_shutdown
-            )
+            # Non-daemon pool threads would otherwise keep the process alive after the reactor
+            # stops. A managed driver is closed by its owner instead, after the owner's graceful
+            # drain (which runs in the same "before shutdown" phase and still needs the pool).
+            if not self._managed:
+                self._shutdown_trigger = self._reactor.addSystemEventTrigger(
+                    "before", "shutdown", self._close_at_shutdown
+                )
 
     def _call_in_pool(self, fn):
         self._start()
@@ -454,7 +456,7 @@ class _FileReader:
             self._file.close()  # a read-only fd: nothing to flush, does not block
         else:
             self._serial(self._file.close).addErrback(
-                lambda f: _log.failure("closing a reader after its last read", f)
+                lambda f: _log.failure("closing a reader after its last read", f, LogLevel.error)
             )
 
 
