@@ -18,7 +18,24 @@ HIGH_WATER = 8 << 20     # pause the client above this many bytes not yet stored
 LOW_WATER = 2 << 20      # ... and resume below this
 
 
-class BoundedBody:
+class _Sink:
+    """The file-like surface twisted.web's requestReceived uses on ``request.content``
+    (it seeks to 0 and may read form bodies); our sinks hand nothing back that way."""
+
+    def tell(self):
+        return 0
+
+    def seek(self, offset, whence=0):
+        return 0
+
+    def read(self, n=-1):
+        return b""
+
+    def close(self):
+        pass
+
+
+class BoundedBody(_Sink):
     """In-memory body of at most *limit* bytes; more is counted and dropped (``overflow``)."""
 
     def __init__(self, limit):
@@ -37,21 +54,11 @@ class BoundedBody:
     def getvalue(self):
         return b"".join(self._parts)
 
-    # The file-like surface twisted.web's requestReceived uses.
-    def tell(self):
-        return 0
-
-    def seek(self, offset, whence=0):
-        return 0
-
-    def read(self, n=-1):
-        return b""
-
     def close(self):
         self._parts = []
 
 
-class UploadSink:
+class UploadSink(_Sink):
     """Streams a request body into an IUploadWriter opened asynchronously by *opener*.
 
     Bytes arriving before the writer is open are held (bounded by the same watermarks).
@@ -84,18 +91,6 @@ class UploadSink:
         if self._writer is not None and len(self._buffer) >= CHUNK:
             self._flush()
         self._check_pressure()
-
-    def tell(self):
-        return 0
-
-    def seek(self, offset, whence=0):
-        return 0
-
-    def read(self, n=-1):
-        return b""
-
-    def close(self):
-        pass
 
     # -- storage side --------------------------------------------------------------------
     def _on_open(self, writer):
