@@ -7,14 +7,17 @@ from twisted.application import internet, service
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, LogLevel
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
+from distregistry.auth import make_access_controller
 from distregistry.config import Config
 from distregistry.logs import AccessLog
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
 from distregistry.storage.driver import factory
+from distregistry.tls import certificate_options
 
 log = Logger()
 
@@ -110,12 +113,17 @@ class RegistryService(service.MultiService):
 def make_service(config, reactor_=reactor):
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
-    api = RegistryAPI(registry, config)
+    access = make_access_controller(config.auth, reactor_, config.source)
+    api = RegistryAPI(registry, config, access)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_)
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
     endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
-    listener = internet.StreamServerEndpointService(endpoint, site)
+    factory_ = site
+    if config.http.tls is not None:
+        # TLS over whatever endpoint http.net names (tcp or a unix socket).
+        factory_ = TLSMemoryBIOFactory(certificate_options(config.http.tls, config.source), False, site)
+    listener = internet.StreamServerEndpointService(endpoint, factory_)
     listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
     listener.setServiceParent(top)
     purging = config.storage.uploadpurging

@@ -194,8 +194,7 @@ CONFIGURATION = struct(
 NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
     "storage.s3", "storage.s3aws", "storage.gcs", "storage.azure", "storage.cache",
-    "auth.htpasswd", "auth.token", "auth.silly",
-    "http.tls", "http.debug", "http.h2c",
+    "http.tls.letsencrypt", "http.debug", "http.h2c",
     "notifications", "redis", "health", "proxy", "middleware", "policy",
 })
 
