@@ -9,11 +9,12 @@ gets its 401 written straight to the transport and the connection closed, so a s
 from http import HTTPStatus
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from distregistry.errcode import ErrorCode, RegistryError
 
+from .interfaces import ControllerError
 from .records import records_for
 
 log = Logger()
@@ -50,10 +51,14 @@ class _Held(_Discard):
 
 
 def _controller_error(failure):
-    """A controller's own failure (unreadable htpasswd file, ...): registry:2 answers 400."""
+    """A controller's own failure (unreadable htpasswd file, ...): registry:2 answers 400
+    (with an empty body; here the JSON of UNKNOWN, as every other error has a spec body)."""
     if isinstance(failure.value, RegistryError):
         return failure.value
-    log.failure("access controller failed", failure)
+    if isinstance(failure.value, ControllerError):
+        log.error("access control: {error}", error=str(failure.value))
+    else:
+        log.failure("access controller failed", failure, LogLevel.error)
     return RegistryError(ErrorCode.UNKNOWN, status=400)
 
 
@@ -110,7 +115,7 @@ class AccessGate:
 
         d = self.controller.authorized(request, records)
         d.addCallbacks(allowed, refused)
-        d.addErrback(lambda f: log.failure("access gate", f))
+        d.addErrback(lambda f: log.failure("access gate", f, LogLevel.error))
         request.registry_pending = d
         return request.content
 
@@ -118,7 +123,7 @@ class AccessGate:
         """Answer *error* on the raw transport and close: the body is never read."""
         request.registry_rejected = True
         request.content = _Discard()
-        body = b"" if error.status == 400 else error.body()
+        body = error.body()
         lines = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}".encode()]
         headers = [(b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % len(body)),
                    (b"Docker-Distribution-Api-Version", b"registry/2.0"), (b"Connection", b"close")]

@@ -12,7 +12,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .interfaces import IAccessController
+from .interfaces import ControllerError, IAccessController
 from .records import basic_credentials, go_quote, unauthorized
 
 log = Logger()
@@ -21,7 +21,7 @@ BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 DEFAULT_COST = 10  # what `htpasswd -B` writes without -C
 
 
-class HtpasswdError(Exception):
+class HtpasswdError(ControllerError):
     """The file cannot be used (unreadable, a line without ':'): registry:2 answers 400."""
 
 
@@ -61,8 +61,11 @@ class HtpasswdFile:
         self._users = {}
         self._dummy = None
 
-    def _create(self):
-        # registry:2 3.x: a missing file is created with user "docker" and a random password.
+    def create_if_missing(self):
+        """registry:2 3.x: a missing file is created at start-up with user "docker" and a
+        random password (logged). Runs before the reactor, so blocking I/O is fine."""
+        if os.path.lexists(self.path):
+            return
         password = secrets.token_urlsafe(32)
         os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(DEFAULT_COST))
@@ -74,9 +77,6 @@ class HtpasswdFile:
 
     def _refresh(self):
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._create()
             st = os.stat(self.path)
         except OSError as e:
             raise HtpasswdError(f"{self.path}: {e.strerror}") from None
@@ -112,6 +112,7 @@ class HtpasswdAccessController:
 
     def __init__(self, config, reactor):
         self._file = HtpasswdFile(config.path)
+        self._file.create_if_missing()
         self._challenge = f"Basic realm={go_quote(config.realm)}"
         self._reactor = reactor
 

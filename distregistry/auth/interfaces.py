@@ -16,6 +16,10 @@ class Access:
         return {"Type": self.type, "Class": "", "Name": self.name, "Action": self.action}
 
 
+class ControllerError(Exception):
+    """The controller cannot decide (e.g. an unreadable htpasswd file): logged, and 400."""
+
+
 class IAccessController(Interface):
     kind = Attribute("the auth type's name in config.yml, for logs")
 

@@ -56,9 +56,13 @@ def unauthorized(records, challenge):
     return RegistryError(ErrorCode.UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
+def header_text(request, name):
+    return (request.getHeader(name) or b"").decode("latin-1")
+
+
 def basic_credentials(request):
     """(user, password) from a Basic Authorization header, or None."""
-    header = request.getHeader(b"authorization") or ""
+    header = header_text(request, b"authorization")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
         return None

@@ -21,7 +21,7 @@ from zope.interface import implementer
 from distregistry.config import ConfigError
 
 from .interfaces import IAccessController
-from .records import go_quote, scope_string, unauthorized
+from .records import go_quote, header_text, scope_string, unauthorized
 
 log = Logger()
 
@@ -91,8 +91,8 @@ class TokenAccessController:
     def _realm(self, request):
         if not self._config.autoredirect:
             return self._config.realm
-        proto = (request.getHeader(b"x-forwarded-proto") or "https").split(",")[0].strip()
-        host = request.getHeader(b"host") or ""
+        proto = header_text(request, b"x-forwarded-proto").split(",")[0].strip() or "https"
+        host = header_text(request, b"host")
         return f"{proto}://{host}{self._config.autoredirectpath}"
 
     def _challenge(self, request, records, error=None):
@@ -105,7 +105,7 @@ class TokenAccessController:
 
     # -- verification --------------------------------------------------------------------
     def authorized(self, request, records):
-        header = request.getHeader(b"authorization") or ""
+        header = header_text(request, b"authorization")
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             return defer.fail(self._challenge(request, records))
