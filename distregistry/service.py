@@ -12,6 +12,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
 from distregistry.auth import make_access_controller
+from distregistry.auth.issuer import make_issuer_site
 from distregistry.config import Config
 from distregistry.logs import AccessLog
 from distregistry.registry import Registry
@@ -110,6 +111,19 @@ class RegistryService(service.MultiService):
         return defer.ensureDeferred(self._stop())
 
 
+def _token_server(config, reactor_):
+    """The built-in token issuer on its own listener (tokenserver.addr)."""
+    ts = config.tokenserver
+    site = make_issuer_site(ts, config.source, reactor_)
+    factory_ = site
+    if ts.tls is not None:
+        factory_ = TLSMemoryBIOFactory(certificate_options(ts.tls, config.source, "tokenserver.tls"), False, site)
+    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(ts))
+    listener = internet.StreamServerEndpointService(endpoint, factory_)
+    listener._raiseSynchronously = True
+    return listener
+
+
 def make_service(config, reactor_=reactor):
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
@@ -126,6 +140,8 @@ def make_service(config, reactor_=reactor):
     listener = internet.StreamServerEndpointService(endpoint, factory_)
     listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
     listener.setServiceParent(top)
+    if config.tokenserver is not None:
+        _token_server(config, reactor_).setServiceParent(top)
     purging = config.storage.uploadpurging
     if purging.enabled and not config.storage.readonly:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)

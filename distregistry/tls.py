@@ -22,19 +22,19 @@ def _read(source, key, path):
         raise ConfigError(source, key, f"cannot read {path}: {e.strerror}") from None
 
 
-def certificate_options(tls, source):
-    """CertificateOptions for *tls* (a TLSConfig); file and content problems raise
-    ConfigError naming the key, so start-up fails with one line."""
-    cert_pem = _read(source, "http.tls.certificate", tls.certificate)
-    key_pem = _read(source, "http.tls.key", tls.key)
+def certificate_options(tls, source, section="http.tls"):
+    """CertificateOptions for *tls* (a TLSConfig of *section*); file and content problems
+    raise ConfigError naming the key, so start-up fails with one line."""
+    cert_pem = _read(source, f"{section}.certificate", tls.certificate)
+    key_pem = _read(source, f"{section}.key", tls.key)
     try:
         chain = ssl.Certificate.loadPEM(cert_pem)
     except (crypto.Error, SSL.Error, ValueError) as e:
-        raise ConfigError(source, "http.tls.certificate", f"not a PEM certificate: {e}") from None
+        raise ConfigError(source, f"{section}.certificate", f"not a PEM certificate: {e}") from None
     try:
         key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
     except (crypto.Error, SSL.Error, ValueError) as e:
-        raise ConfigError(source, "http.tls.key", f"not a PEM private key: {e}") from None
+        raise ConfigError(source, f"{section}.key", f"not a PEM private key: {e}") from None
     # Intermediates following the leaf in the certificate file are served too.
     extra = [ssl.Certificate.loadPEM(block).original for block in _pem_blocks(cert_pem)[1:]]
     kw = {"raiseMinimumTo": _VERSIONS[tls.minimumtls], "acceptableProtocols": ALPN}
@@ -43,10 +43,10 @@ def certificate_options(tls, source):
     if tls.clientcas:
         cas = []
         for i, path in enumerate(tls.clientcas):
-            for block in _pem_blocks(_read(source, f"http.tls.clientcas.{i}", path)):
+            for block in _pem_blocks(_read(source, f"{section}.clientcas.{i}", path)):
                 cas.append(ssl.Certificate.loadPEM(block))
             if not cas:
-                raise ConfigError(source, f"http.tls.clientcas.{i}", f"no certificate in {path}")
+                raise ConfigError(source, f"{section}.clientcas.{i}", f"no certificate in {path}")
         if tls.clientauth == "require-and-verify-client-cert":
             kw["trustRoot"] = ssl.trustRootFromCertificates(cas)   # verifies and requires
         else:
@@ -56,7 +56,7 @@ def certificate_options(tls, source):
                                       extraCertChain=extra, **kw)
         opts.getContext()   # surfaces a key/certificate mismatch or an empty cipher list now
     except (ValueError, SSL.Error) as e:
-        raise ConfigError(source, "http.tls", f"cannot build the TLS context: {e}") from None
+        raise ConfigError(source, section, f"cannot build the TLS context: {e}") from None
     return opts
 
 

@@ -16,6 +16,7 @@ from .log import LogConfig
 from .node import Context, Node, show
 from .schema import CONFIGURATION
 from .storage import StorageConfig
+from .tokenserver import TokenServerConfig
 from .validation import ValidationConfig
 from .yamlsrc import load_yaml, scalar_text
 
@@ -33,6 +34,7 @@ SECTIONS = {
     "catalog": CatalogConfig.parse,
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
+    "tokenserver": TokenServerConfig.parse,
 }
 
 
@@ -47,6 +49,7 @@ class Config:
     catalog = attr.ib()  # CatalogConfig
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
+    tokenserver = attr.ib()  # TokenServerConfig, or None
 
     @classmethod
     def load(cls, path=None, environ=None):
