@@ -98,6 +98,11 @@ class HtpasswdFile:
         self._users, self._stamp = users, stamp
         log.info("htpasswd: loaded {count} users from {path}", count=len(users), path=self.path)
 
+    def has_user(self, user):
+        with self._lock:
+            self._refresh()
+            return user in self._users
+
     def check(self, user, password):
         with self._lock:
             self._refresh()

@@ -80,9 +80,12 @@ class TokenIssuer:
         self.app.route("/token", methods=["POST"])(self._post)
 
     # -- who is asking -------------------------------------------------------------------
+    def _in_thread(self, f, *args):
+        # bcrypt and the htpasswd file's stat/read stay off the reactor thread
+        return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args)
+
     async def _login(self, user, password):
-        ok = await threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                             self._users.check, user, password)
+        ok = await self._in_thread(self._users.check, user, password)
         if not ok:
             log.info("token server: login failed for {user!r}", user=user)
             raise OAuthError(401, "invalid_grant", "invalid username or password", self._challenge)
@@ -164,6 +167,8 @@ class TokenIssuer:
                 return self._issue(user, scopes, _first(form, "access_type") == "offline")
             if grant == "refresh_token":
                 user = self._refresh_user(_first(form, "refresh_token") or "")
+                if not await self._in_thread(self._users.has_user, user):
+                    raise OAuthError(400, "invalid_grant", f"user {user!r} no longer exists")
                 body = self._issue(user, scopes, False)
                 body["refresh_token"] = _first(form, "refresh_token")
                 return body
