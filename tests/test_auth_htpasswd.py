@@ -127,6 +127,15 @@ def test_uploads_are_refused_before_their_body(tmp_path, users):
             assert seconds < 10   # answered with 1 GiB never sent
         # Nothing reached storage: no upload session was started.
         assert not list((tmp_path / "data").rglob("_uploads"))
+        # A body that arrives whole with the headers waits for the (threaded) decision.
+        body = b"in one packet"
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        with socket.create_connection(("127.0.0.1", d.port), timeout=20) as s:
+            auth = basic("alice", "s3cret")["Authorization"]
+            s.sendall((f"POST /v2/x/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\n"
+                       f"Content-Length: {len(body)}\r\nAuthorization: {auth}\r\n\r\n").encode() + body)
+            assert s.recv(4096).startswith(b"HTTP/1.1 201 ")
+        assert d.request("HEAD", f"/v2/x/blobs/{digest}", headers=basic("bob", "hunter2")).status == 200
         # The right password gets the 100 Continue and the upload goes on.
         with socket.create_connection(("127.0.0.1", d.port), timeout=20) as s:
             body = b"hello"

@@ -247,3 +247,12 @@ def test_token_for_another_repository(env):
     r = get(env, "/v2/team-a/app/tags/list", token)
     assert (r.status, r.header("WWW-Authenticate")) == (
         401, challenge(env, "repository:team-a/app:pull", "insufficient_scope"))
+
+
+def test_skopeo_login(env, skopeo):
+    certs = str(env.pki.cert_dir())
+    skopeo.run("login", "--cert-dir", certs, "-u", "alice", "-p", "alice-pw", env.daemon.host)
+    p = skopeo.run("list-tags", "--cert-dir", certs, env.daemon.docker_ref("team-a/app"))
+    assert "v1" in json.loads(p.stdout)["Tags"]
+    bad = skopeo.run("login", "--cert-dir", certs, "-u", "alice", "-p", "wrong", env.daemon.host, check=False)
+    assert bad.returncode != 0
