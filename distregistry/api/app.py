@@ -12,12 +12,12 @@ from werkzeug.routing import RequestRedirect
 
 from distregistry import __version__, manifest
 from distregistry.api import blobs, catalog, manifests, referrers, tags, uploads
+from distregistry.api.access import AccessGate
 from distregistry.api.drain import RegistryChannel
 from distregistry.api.respond import respond, respond_error
 from distregistry.api.state import StateSigner
 from distregistry.api.streaming import BoundedBody, RegistryRequest
 from distregistry.api.urls import URLBuilder, query_args
-from distregistry.auth.gate import AccessGate
 from distregistry.errcode import ErrorCode, RegistryError
 
 SERVER = f"distregistry/{__version__}".encode()

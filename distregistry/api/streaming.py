@@ -162,7 +162,7 @@ class UploadSink(_Sink):
 class RegistryRequest(server.Request):
     """Chooses the body sink before the body arrives (the route is known from the request line)."""
 
-    # Set by the access gate (distregistry/auth/gate.py). registry_user is THE place that
+    # Set by the access gate (distregistry/api/access.py). registry_user is THE place that
     # names the authenticated user (events' actor.name, logs); None without auth.
     registry_user = None
     registry_authorized = False

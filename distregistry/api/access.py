@@ -12,42 +12,12 @@ from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from distregistry.api.streaming import HIGH_WATER, BoundedBody
+from distregistry.auth.interfaces import ControllerError
+from distregistry.auth.records import records_for
 from distregistry.errcode import ErrorCode, RegistryError
 
-from .interfaces import ControllerError
-from .records import records_for
-
 log = Logger()
-
-
-class _Discard:
-    """request.content of a refused request: bytes already in flight are dropped."""
-
-    def write(self, data):
-        pass
-
-    def tell(self):
-        return 0
-
-    def seek(self, offset, whence=0):
-        return 0
-
-    def read(self, n=-1):
-        return b""
-
-    def close(self):
-        pass
-
-
-class _Held(_Discard):
-    """request.content while the controller decides: holds the few bytes that arrived with
-    the headers (the transport is paused), then hands them to the real sink."""
-
-    def __init__(self):
-        self.parts = []
-
-    def write(self, data):
-        self.parts.append(data)
 
 
 def _controller_error(failure):
@@ -92,7 +62,8 @@ class AccessGate:
         headers must not be processed before that (RegistryRequest.process waits)."""
         endpoint, args, query = matched
         records = records_for(endpoint, method, args.get("name"), query)
-        held = request.content = _Held()
+        # Holds the few bytes that arrived with the headers (the transport is paused).
+        held = request.content = BoundedBody(HIGH_WATER)
         channel = request.channel
         # Twisted would send "100 Continue" right after gotLength (twisted.md 2.4 trap); it
         # is sent once the request is allowed.
@@ -104,8 +75,7 @@ class AccessGate:
             request.registry_user = user
             request.registry_authorized = True
             request.content = sink = make_sink()
-            for part in held.parts:
-                sink.write(part)
+            sink.write(held.getvalue())
             if b"100-continue" in expect and getattr(channel, "_version", b"") == b"HTTP/1.1":
                 channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             channel.transport.resumeProducing()
@@ -122,7 +92,7 @@ class AccessGate:
     def reject(self, request, method, error):
         """Answer *error* on the raw transport and close: the body is never read."""
         request.registry_rejected = True
-        request.content = _Discard()
+        request.content = BoundedBody(0)   # drops whatever is still in flight
         body = error.body()
         lines = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}".encode()]
         headers = [(b"Content-Type", b"application/json"), (b"Content-Length", b"%d" % len(body)),
