@@ -43,10 +43,13 @@ def certificate_options(tls, source, section="http.tls"):
     if tls.clientcas:
         cas = []
         for i, path in enumerate(tls.clientcas):
-            for block in _pem_blocks(_read(source, f"{section}.clientcas.{i}", path)):
-                cas.append(ssl.Certificate.loadPEM(block))
-            if not cas:
+            blocks = _pem_blocks(_read(source, f"{section}.clientcas.{i}", path))
+            if not blocks:
                 raise ConfigError(source, f"{section}.clientcas.{i}", f"no certificate in {path}")
+            try:
+                cas.extend(ssl.Certificate.loadPEM(block) for block in blocks)
+            except (crypto.Error, SSL.Error, ValueError) as e:
+                raise ConfigError(source, f"{section}.clientcas.{i}", f"not a PEM certificate: {e}") from None
         if tls.clientauth == "require-and-verify-client-cert":
             kw["trustRoot"] = ssl.trustRootFromCertificates(cas)   # verifies and requires
         else:

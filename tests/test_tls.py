@@ -111,6 +111,17 @@ def test_client_certificates_with_clientcas(tmp_path, pki):
         d.stop()
 
 
+def test_optional_client_certificates(tmp_path, pki):
+    d = start(tmp_path, pki, clientcas=[str(pki.ca)], clientauth="verify-client-cert-if-given")
+    try:
+        assert s_client(d.port, "-tls1_2")[0]
+        assert s_client(d.port, "-tls1_2", "-cert", str(pki.client_cert), "-key", str(pki.client_key))[0]
+        ok, out = s_client(d.port, "-tls1_2", "-cert", str(pki.evil_cert), "-key", str(pki.evil_key))
+        assert not ok and "unknown ca" in out, out
+    finally:
+        d.stop()
+
+
 def test_bad_tls_files_fail_start_up_naming_the_key(tmp_path, pki):
     d = start(tmp_path, pki)
     d.stop()
@@ -134,8 +145,16 @@ def config(tls):
      "config.yml: http.tls.ciphersuites.0: TLS_RSA_WITH_3DES_EDE_CBC_SHA: insecure cipher suite, not available in this build's OpenSSL"),
     ({"clientauth": "sometimes"}, "config.yml: http.tls.clientauth: expected one of require-and-verify-client-cert, verify-client-cert-if-given, got 'sometimes'"),
     ({"letsencrypt": {"cachefile": "/x"}}, "config.yml: http.tls.letsencrypt: not supported yet"),
+    ({"ciphersuites": ["TLS_AES_128_GCM_SHA256"]},
+     "config.yml: http.tls.ciphersuites: lists no TLS 1.2 suite, so TLS 1.2 clients could never connect"),
 ])
 def test_tls_config_errors(tls, message):
     with pytest.raises(ConfigError) as e:
         config(tls)
     assert str(e.value) == message
+
+
+def test_suites_with_tls13_only_are_warned_about():
+    cfg = config({"minimumtls": "tls1.3", "ciphersuites": SUITES})
+    assert cfg.warnings == ["config.yml: http.tls.ciphersuites: ignored with minimumtls: tls1.3 "
+                            "(TLS 1.3 suites are not configurable)"]

@@ -93,14 +93,13 @@ class TLSConfig:
         cas = tuple(item.as_str("") for item in node["clientcas"].as_list())
         minimum = _minimum(node["minimumtls"])
         suites = _suites(node["ciphersuites"])
-        if minimum == "tls1.2" and node["ciphersuites"].value is not None and not cls._has_tls12(suites):
-            raise node["ciphersuites"].error("lists no TLS 1.2 suite, so TLS 1.2 clients could never connect")
+        if node["ciphersuites"].value is not None:
+            if minimum == "tls1.3":
+                node["ciphersuites"].warn("ignored with minimumtls: tls1.3 (TLS 1.3 suites are not configurable)")
+            elif not any(n in IANA_TO_OPENSSL for n in suites):
+                raise node["ciphersuites"].error("lists no TLS 1.2 suite, so TLS 1.2 clients could never connect")
         clientauth = node["clientauth"].as_str("") or CLIENT_AUTH[0]
         if clientauth not in CLIENT_AUTH:
             raise node["clientauth"].error(f"expected one of {', '.join(CLIENT_AUTH)}, got {clientauth!r}")
         return cls(certificate=cert.as_str(""), key=key.as_str(""), clientcas=cas, clientauth=clientauth,
                    minimumtls=minimum, ciphersuites=suites)
-
-    @staticmethod
-    def _has_tls12(suites):
-        return any(n in IANA_TO_OPENSSL for n in suites)
