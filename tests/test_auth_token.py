@@ -256,3 +256,33 @@ def test_skopeo_login(env, skopeo):
     assert "v1" in json.loads(p.stdout)["Tags"]
     bad = skopeo.run("login", "--cert-dir", certs, "-u", "alice", "-p", "wrong", env.daemon.host, check=False)
     assert bad.returncode != 0
+
+
+def test_challenges_match_registry2(env, tmp_path):
+    """Debian's registry:2 2.8.2 with the same auth.token section answers the same challenges."""
+    answers = {}
+    for kind in ("distregistry", "go"):
+        d = SecureDaemon(kind, root=tmp_path / kind / "data", workdir=tmp_path / kind / "run",
+                         extra_config={"auth": env.config["auth"]}).start()
+        try:
+            answers[kind] = [(r.status, r.header("WWW-Authenticate"), r.json()) for r in (
+                d.request("GET", "/v2/"), d.request("GET", "/v2/team-a/app/tags/list"),
+                d.request("GET", "/v2/_catalog"), d.request("DELETE", f"/v2/a/blobs/sha256:{'0' * 64}"),
+                d.request("GET", "/v2/", headers={"Authorization": "Bearer not.a.token"}))]
+        finally:
+            d.stop()
+    assert answers["distregistry"] == answers["go"]
+
+
+def test_autoredirect_realm(env, tmp_path):
+    auth = {"token": {**env.config["auth"]["token"], "autoredirect": True}}
+    d = SecureDaemon("distregistry", root=tmp_path / "data", workdir=tmp_path / "run",
+                     extra_config={"auth": auth}).start()
+    try:
+        r = d.request("GET", "/v2/", headers={"Host": "registry.example.com:5000"})
+        assert r.header("WWW-Authenticate") == \
+            f'Bearer realm="https://registry.example.com:5000/auth/token",service="{SERVICE}"'
+        r = d.request("GET", "/v2/", headers={"Host": "r.example", "X-Forwarded-Proto": "http"})
+        assert r.header("WWW-Authenticate") == f'Bearer realm="http://r.example/auth/token",service="{SERVICE}"'
+    finally:
+        d.stop()
