@@ -111,16 +111,15 @@ class RegistryService(service.MultiService):
         return defer.ensureDeferred(self._stop())
 
 
-def _token_server(config, reactor_):
-    """The built-in token issuer on its own listener (tokenserver.addr)."""
-    ts = config.tokenserver
-    site = make_issuer_site(ts, config.source, reactor_)
+def _listener(reactor_, listen, site, tls, source, section):
+    """A service listening on *listen* (an HTTPConfig or TokenServerConfig), with TLS over
+    whatever endpoint it names (tcp or a unix socket) when *tls* is set."""
     factory_ = site
-    if ts.tls is not None:
-        factory_ = TLSMemoryBIOFactory(certificate_options(ts.tls, config.source, "tokenserver.tls"), False, site)
-    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(ts))
+    if tls is not None:
+        factory_ = TLSMemoryBIOFactory(certificate_options(tls, source, section), False, site)
+    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(listen))
     listener = internet.StreamServerEndpointService(endpoint, factory_)
-    listener._raiseSynchronously = True
+    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
     return listener
 
 
@@ -132,16 +131,12 @@ def make_service(config, reactor_=reactor):
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_)
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
-    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
-    factory_ = site
-    if config.http.tls is not None:
-        # TLS over whatever endpoint http.net names (tcp or a unix socket).
-        factory_ = TLSMemoryBIOFactory(certificate_options(config.http.tls, config.source), False, site)
-    listener = internet.StreamServerEndpointService(endpoint, factory_)
-    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
-    listener.setServiceParent(top)
-    if config.tokenserver is not None:
-        _token_server(config, reactor_).setServiceParent(top)
+    _listener(reactor_, config.http, site, config.http.tls, config.source, "http.tls").setServiceParent(top)
+    ts = config.tokenserver
+    if ts is not None:
+        # The built-in token issuer, on its own port.
+        issuer = make_issuer_site(ts, config.source, reactor_)
+        _listener(reactor_, ts, issuer, ts.tls, config.source, "tokenserver.tls").setServiceParent(top)
     purging = config.storage.uploadpurging
     if purging.enabled and not config.storage.readonly:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)

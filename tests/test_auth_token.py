@@ -89,6 +89,11 @@ def get(env, path, token=None):
     return env.daemon.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
+def allowed(r):
+    """Past access control: 200, or 404 when the repository was not pushed (yet)."""
+    return r.status in (200, 404) and r.header("WWW-Authenticate") is None
+
+
 def challenge(env, scope=None, error=None):
     text = f'Bearer realm="{env.realm}",service="{SERVICE}"'
     if scope:
@@ -124,7 +129,7 @@ def test_rules_decide_what_a_token_carries(env):
     bob = env.token("bob", ["repository:team-a/app:pull,push", "repository:team-b/x:pull"])
     assert jwt.decode(bob["token"], options={"verify_signature": False})["access"] == [
         {"type": "repository", "name": "team-a/app", "actions": ["pull"]}]
-    assert get(env, "/v2/team-a/app/tags/list", bob["token"]).status == 200
+    assert allowed(get(env, "/v2/team-a/app/tags/list", bob["token"]))
     r = get(env, "/v2/team-b/x/tags/list", bob["token"])
     assert (r.status, r.header("WWW-Authenticate")) == (
         401, challenge(env, "repository:team-b/x:pull", "insufficient_scope"))
@@ -187,7 +192,7 @@ def assert_invalid(env, token):
 
 
 def test_good_minted_token_is_accepted(env):
-    assert get(env, "/v2/team-a/app/tags/list", env.mint()).status == 200
+    assert allowed(get(env, "/v2/team-a/app/tags/list", env.mint()))
 
 
 def test_tampered_signature(env):
@@ -229,7 +234,7 @@ def test_not_yet_valid(env):
 
 def test_wrong_audience(env):
     assert_invalid(env, env.mint(aud="another-registry"))
-    assert get(env, "/v2/team-a/app/tags/list", env.mint(aud=["x", SERVICE])).status == 200  # a list holding it
+    assert allowed(get(env, "/v2/team-a/app/tags/list", env.mint(aud=["x", SERVICE])))  # a list holding it
 
 
 def test_wrong_issuer(env):
