@@ -8,11 +8,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from twisted.internet import reactor
+from zope.interface.verify import verifyObject
 
-from distregistry.auth.interfaces import Access
+from distregistry.auth import make_access_controller
+from distregistry.auth.interfaces import Access, IAccessController
 from distregistry.auth.records import records_for, scope_string
 from distregistry.auth.token import InvalidToken, TokenAccessController
-from distregistry.config.auth import ASYMMETRIC_ALGORITHMS, TokenAuth
+from distregistry.config.auth import ASYMMETRIC_ALGORITHMS, HtpasswdAuth, SillyAuth, TokenAuth
 from tests.support.pki import cert_pem, make_cert
 
 
@@ -92,3 +95,12 @@ def test_jwks_kid_and_eddsa(tmp_path):
     with pytest.raises(InvalidToken, match="exp"):
         c.verify(jwt.encode({k: v for k, v in claims().items() if k != "exp"}, key, algorithm="EdDSA",
                             headers={"kid": "k1"}))
+
+
+def test_every_controller_provides_the_interface(tmp_path):
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("")
+    key = ec.generate_private_key(ec.SECP256R1())
+    for auth in (HtpasswdAuth(realm="r", path=str(htpasswd)), SillyAuth(realm="r", service="s")):
+        assert verifyObject(IAccessController, make_access_controller(auth, reactor, "config.yml"))
+    assert verifyObject(IAccessController, controller(tmp_path, bundle=[make_cert("k", key)]))

@@ -6,20 +6,15 @@ from .interfaces import Access, IAccessController
 from .silly import SillyAccessController
 from .token import TokenAccessController
 
-CONTROLLERS = {
-    "htpasswd": HtpasswdAccessController,
-    "silly": SillyAccessController,
-    "token": TokenAccessController,
-}
-
-
 def make_access_controller(auth, reactor, source):
     """The controller for a Config's ``auth`` (None: no access control)."""
     if auth is None:
         return None
-    if auth.kind == "token":
-        return TokenAccessController(auth, reactor, source)
-    return CONTROLLERS[auth.kind](auth, reactor)
+    if auth.kind == "htpasswd":
+        return HtpasswdAccessController(auth, reactor)   # bcrypt in the reactor's thread pool
+    if auth.kind == "silly":
+        return SillyAccessController(auth)
+    return TokenAccessController(auth, source=source)   # reads its key files now
 
 
 __all__ = ["Access", "IAccessController", "make_access_controller"]

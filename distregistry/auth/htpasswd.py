@@ -113,8 +113,6 @@ class HtpasswdFile:
 
 @implementer(IAccessController)
 class HtpasswdAccessController:
-    kind = "htpasswd"
-
     def __init__(self, config, reactor):
         self._file = HtpasswdFile(config.path)
         self._file.create_if_missing()

@@ -1,7 +1,7 @@
 """What the API asks of access control (registry:2's auth.AccessController)."""
 
 import attr
-from zope.interface import Attribute, Interface
+from zope.interface import Interface
 
 
 @attr.s(frozen=True, slots=True)
@@ -21,8 +21,6 @@ class ControllerError(Exception):
 
 
 class IAccessController(Interface):
-    kind = Attribute("the auth type's name in config.yml, for logs")
-
     def authorized(request, records):
         """A Deferred firing with the authenticated user name (a str) when *request* may do
         every Access in *records* (an empty list: any authenticated request).

@@ -10,9 +10,7 @@ from .records import go_quote, unauthorized
 
 @implementer(IAccessController)
 class SillyAccessController:
-    kind = "silly"
-
-    def __init__(self, config, reactor=None):
+    def __init__(self, config):
         self._realm = config.realm
         self._service = config.service
 

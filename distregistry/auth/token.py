@@ -75,9 +75,7 @@ def load_jwks(path, source="config"):
 
 @implementer(IAccessController)
 class TokenAccessController:
-    kind = "token"
-
-    def __init__(self, config, reactor=None, source="config", clock=time.time):
+    def __init__(self, config, source="config", clock=time.time):
         self._config = config
         self._roots = load_bundle(config.rootcertbundle, source) if config.rootcertbundle else []
         self._keys = {thumbprint(c.public_key()): c.public_key() for c in self._roots}
