@@ -62,3 +62,10 @@ def test_tokenserver_rules():
     assert anyone.applies("repository", "a/b", None, frozenset())
     assert not anyone.applies("repository", "a/b", "carol", frozenset())
     assert (ts.addr, ts.expiration) == (":5001", 300.0)
+
+
+def test_tokenserver_and_auth_token_must_agree():
+    cfg = parse({"auth": {"token": {"realm": "https://r:5001/token", "service": "svc", "issuer": "iss", "jwks": "/j"}},
+                 "tokenserver": {"issuer": "other", "service": "svc", "signingkey": "/k", "htpasswd": "/h"}})
+    assert cfg.warnings == ["config.yml: tokenserver.issuer: differs from auth.token.issuer ('iss'): "
+                            "the registry will refuse these tokens"]

@@ -77,6 +77,11 @@ class TokenServerConfig:
             required[key] = node[key].as_str("")
             if not required[key]:
                 raise node[key].error("required")
+        token = root["auth"].with_shorthand()["token"]
+        for key in ("issuer", "service"):
+            if token.as_mapping() and token[key].as_str("") != required[key]:
+                node[key].warn(f"differs from auth.token.{key} ({token[key].as_str('')!r}): "
+                               "the registry will refuse these tokens")
         groups = {}
         for group in node["groups"].as_mapping():
             for user in _names(node["groups"][group]):
