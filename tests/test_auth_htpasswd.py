@@ -150,6 +150,29 @@ def test_uploads_are_refused_before_their_body(tmp_path, users):
         d.stop()
 
 
+def test_a_stranger_streaming_1gib_is_cut_off(tmp_path, users):
+    """The client keeps sending: the daemon answers 401 and closes, so only what the socket
+    buffers hold is ever sent, not the 1 GiB."""
+    d = SecureDaemon("distregistry", root=tmp_path / "data", workdir=tmp_path / "run",
+                     extra_config=auth_config(users)).start()
+    sent = 0
+    try:
+        with socket.create_connection(("127.0.0.1", d.port), timeout=20) as s:
+            s.sendall((f"PUT /v2/x/blobs/uploads/u?digest=sha256:{'0' * 64} HTTP/1.1\r\nHost: x\r\n"
+                       f"Content-Length: {1 << 30}\r\n\r\n").encode())
+            chunk = b"\0" * (1 << 16)
+            try:
+                while sent < 1 << 30:
+                    sent += s.send(chunk)
+            except OSError:   # reset/broken pipe: the daemon closed the connection
+                pass
+        print(f"unauthenticated 1 GiB PUT: {sent / (1 << 20):.1f} MiB sent before the daemon closed")
+        assert sent < 64 << 20, f"{sent} bytes accepted before the connection was closed"
+        assert "refused PUT /v2/x/blobs/uploads/u" in d.log_text()
+    finally:
+        d.stop()
+
+
 def test_file_is_reloaded_and_non_bcrypt_entries_are_refused(tmp_path):
     path = tmp_path / "htpasswd"
     path.write_text(htpasswd_line("alice", "one"))
