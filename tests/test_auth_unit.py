@@ -7,14 +7,14 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.internet import reactor
 from zope.interface.verify import verifyObject
 
 from distregistry.auth import make_access_controller
 from distregistry.auth.interfaces import Access, IAccessController
 from distregistry.auth.records import records_for, scope_string
-from distregistry.auth.token import InvalidToken, TokenAccessController
+from distregistry.auth.token import InvalidToken, TokenAccessController, thumbprint
 from distregistry.config.auth import ASYMMETRIC_ALGORITHMS, HtpasswdAuth, SillyAuth, TokenAuth
 from tests.support.pki import cert_pem, make_cert
 
@@ -104,3 +104,18 @@ def test_every_controller_provides_the_interface(tmp_path):
     for auth in (HtpasswdAuth(realm="r", path=str(htpasswd)), SillyAuth(realm="r", service="s")):
         assert verifyObject(IAccessController, make_access_controller(auth, reactor, "config.yml"))
     assert verifyObject(IAccessController, controller(tmp_path, bundle=[make_cert("k", key)]))
+
+
+@pytest.mark.parametrize("alg", ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                                 "EdDSA"])
+def test_every_asymmetric_algorithm_by_bundle_thumbprint(tmp_path, alg):
+    curves = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
+    if alg in curves:
+        key = ec.generate_private_key(curves[alg])
+    elif alg == "EdDSA":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    c = controller(tmp_path, bundle=[make_cert("signer", key)])
+    token = jwt.encode(claims(), key, algorithm=alg, headers={"kid": thumbprint(key.public_key())})
+    assert c.verify(token)["iss"] == "iss"
