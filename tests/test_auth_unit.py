@@ -119,3 +119,14 @@ def test_every_asymmetric_algorithm_by_bundle_thumbprint(tmp_path, alg):
     c = controller(tmp_path, bundle=[make_cert("signer", key)])
     token = jwt.encode(claims(), key, algorithm=alg, headers={"kid": thumbprint(key.public_key())})
     assert c.verify(token)["iss"] == "iss"
+
+
+def test_embedded_jwk_header(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    c = controller(tmp_path, bundle=[make_cert("signer", key)])
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    assert c.verify(jwt.encode(claims(), key, algorithm="ES256", headers={"jwk": jwk}))
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(stranger.public_key()))
+    with pytest.raises(InvalidToken, match="untrusted key"):
+        c.verify(jwt.encode(claims(), stranger, algorithm="ES256", headers={"jwk": jwk}))

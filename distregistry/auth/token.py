@@ -1,7 +1,7 @@
 """``auth.token``: Bearer JWTs from a token server (registry:2 auth/token; distribution.md 4.4).
 
 The signing key comes from the token's ``x5c`` chain (which must end at a certificate of
-``rootcertbundle``), else from its ``kid``: a JWKS key of that id, or a bundle certificate
+``rootcertbundle``), else from a ``jwk`` header holding a trusted key, else from its ``kid``: a JWKS key of that id, or a bundle certificate
 whose public key has that RFC 7638 thumbprint. Verification is pure CPU (well under a
 millisecond), so it runs on the reactor thread."""
 
@@ -139,10 +139,28 @@ class TokenAccessController:
     def _signing_key(self, header):
         if "x5c" in header:
             return self._chain_key(header["x5c"])
+        if "jwk" in header:
+            return self._embedded_key(header["jwk"])
         kid = header.get("kid")
         if kid and kid in self._keys:
             return self._keys[kid]
         raise InvalidToken(f"token signed by untrusted key with ID {kid!r}")
+
+    def _embedded_key(self, jwk):
+        """A key in the header itself: trusted through its own x5c chain, or because it is
+        a trusted key (by thumbprint)."""
+        if not isinstance(jwk, dict):
+            raise InvalidToken("jwk header is not an object")
+        if "x5c" in jwk:
+            return self._chain_key(jwk["x5c"])
+        try:
+            key = jwt.PyJWK.from_dict(jwk).key
+            kid = thumbprint(key)
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
+            raise InvalidToken(f"jwk header: {e}") from None
+        if kid not in self._keys:
+            raise InvalidToken(f"token signed by untrusted key with ID {kid!r}")
+        return self._keys[kid]
 
     def _chain_key(self, x5c):
         if not isinstance(x5c, list) or not x5c:
