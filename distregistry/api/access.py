@@ -41,7 +41,7 @@ class AccessGate:
     async def check(self, request, endpoint, name):
         """Raise the controller's error unless *request* may proceed; records the user
         as ``request.registry_user`` (None when not authenticated by any controller)."""
-        if getattr(request, "registry_authorized", False):
+        if request.registry_authorized:   # decided before the body
             return
         records = records_for(endpoint, request.method, name, _query(request.args))
         try:
@@ -72,6 +72,11 @@ class AccessGate:
         channel.transport.pauseProducing()
 
         def allowed(user):
+            if held.overflow:
+                # Only possible if something resumed the paused transport (a pipelined
+                # request finishing): the held bytes are incomplete, so the body is refused.
+                return self.reject(request, method, RegistryError(
+                    ErrorCode.UNKNOWN, status=400, detail="request body arrived before the access decision"))
             request.registry_user = user
             request.registry_authorized = True
             request.content = sink = make_sink()
