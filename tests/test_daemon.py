@@ -235,8 +235,6 @@ BAD_CONFIGS = [
     ("driver", {"storage": {"s4": {"bucket": "b"}}}, None, "storage.s4", ["unknown storage driver"]),
     ("auth-token", {"auth": {"token": {"realm": "r", "service": "s", "issuer": "i"}}}, None,
      "auth.token", ["signing key"]),
-    ("letsencrypt", {"http": {"tls": {"letsencrypt": {"cachefile": "/x"}}}}, None,
-     "http.tls.letsencrypt", ["not supported"]),
     ("env-log-level", {}, {"REGISTRY_LOG_LEVEL": "loud"}, "log.level", ["loud", "REGISTRY_LOG_LEVEL"]),
 ]
 
