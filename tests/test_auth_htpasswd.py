@@ -95,9 +95,11 @@ def test_challenge_matches_registry2(tmp_path, users):
                                 "detail": [{"Type": "repository", "Class": "", "Name": "a/b", "Action": "pull"}]}]}
 
 
-def raw_upload_headers(port, headers, length=1 << 30):
-    """Send only the headers of a 1 GiB monolithic upload; return (seconds, response bytes)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+def raw_upload_headers(port, headers, length=1 << 30, tls=None):
+    """Send only the headers of a 1 GiB monolithic upload; return (seconds, response bytes).
+    *tls*: an ssl.SSLContext to speak TLS with."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+            (tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw) as s:
         head = (f"POST /v2/x/blobs/uploads/?digest=sha256:{'0' * 64} HTTP/1.1\r\nHost: x\r\n"
                 f"Content-Length: {length}\r\nContent-Type: application/octet-stream\r\n"
                 "Expect: 100-continue\r\n")
@@ -150,27 +152,43 @@ def test_uploads_are_refused_before_their_body(tmp_path, users):
         d.stop()
 
 
-def test_a_stranger_streaming_1gib_is_cut_off(tmp_path, users):
+def stream_1gib_put(port, tls=None):
+    """Send a 1 GiB PUT without credentials as fast as the daemon takes it; the bytes sent
+    before the connection broke."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+            (tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw) as s:
+        s.sendall((f"PUT /v2/x/blobs/uploads/u?digest=sha256:{'0' * 64} HTTP/1.1\r\nHost: x\r\n"
+                   f"Content-Length: {1 << 30}\r\n\r\n").encode())
+        chunk = b"\0" * (1 << 16)
+        try:
+            while sent < 1 << 30:
+                sent += s.send(chunk)
+        except OSError:   # reset/broken pipe: the daemon closed the connection
+            pass
+    return sent
+
+
+def test_a_stranger_streaming_1gib_is_cut_off(tmp_path, users, reg):
     """The client keeps sending: the daemon answers 401 and closes, so only what the socket
-    buffers hold is ever sent, not the 1 GiB."""
+    buffers hold is ever sent, not the 1 GiB (plain HTTP and TLS)."""
     d = SecureDaemon("distregistry", root=tmp_path / "data", workdir=tmp_path / "run",
                      extra_config=auth_config(users)).start()
-    sent = 0
     try:
-        with socket.create_connection(("127.0.0.1", d.port), timeout=20) as s:
-            s.sendall((f"PUT /v2/x/blobs/uploads/u?digest=sha256:{'0' * 64} HTTP/1.1\r\nHost: x\r\n"
-                       f"Content-Length: {1 << 30}\r\n\r\n").encode())
-            chunk = b"\0" * (1 << 16)
-            try:
-                while sent < 1 << 30:
-                    sent += s.send(chunk)
-            except OSError:   # reset/broken pipe: the daemon closed the connection
-                pass
-        print(f"unauthenticated 1 GiB PUT: {sent / (1 << 20):.1f} MiB sent before the daemon closed")
-        assert sent < 64 << 20, f"{sent} bytes accepted before the connection was closed"
+        for name, port, tls in (("http", d.port, None), ("https", reg.port, reg.ssl_context())):
+            sent = stream_1gib_put(port, tls)
+            print(f"unauthenticated 1 GiB PUT over {name}: {sent / (1 << 20):.1f} MiB sent before the daemon closed")
+            assert sent < 64 << 20, f"{name}: {sent} bytes accepted before the connection was closed"
         assert "refused PUT /v2/x/blobs/uploads/u" in d.log_text()
     finally:
         d.stop()
+
+
+def test_refused_before_the_body_over_tls(reg):
+    for headers in ({}, basic("alice", "wrong")):
+        seconds, data = raw_upload_headers(reg.port, headers, tls=reg.ssl_context())
+        assert data.startswith(b"HTTP/1.1 401 "), data
+        assert b"100 Continue" not in data
 
 
 def test_file_is_reloaded_and_non_bcrypt_entries_are_refused(tmp_path):

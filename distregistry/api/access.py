@@ -10,6 +10,7 @@ from http import HTTPStatus
 
 from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 from distregistry.api.streaming import HIGH_WATER, BoundedBody
@@ -110,6 +111,11 @@ class AccessGate:
         log.info("refused {method} {uri} before its body: {status}", method=method.decode(),
                  uri=getattr(request.channel, "_path", b"").decode("latin-1"), status=error.status)
         transport.loseConnection()
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            # TLS's loseConnection sends close_notify, then waits for the client's, which a
+            # paused transport never reads (and reading would mean reading the body): close
+            # the TCP connection underneath once the response and close_notify are out.
+            transport.transport.loseConnection()
 
 
 def _query(args):
