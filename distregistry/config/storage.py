@@ -3,6 +3,7 @@ subsections (``maintenance``, ``delete``, ``redirect``, ``tag``; ``cache`` is no
 
 import attr
 
+from .s3 import parse_s3
 from .schema import NOT_SUPPORTED
 
 RESERVED = ("maintenance", "cache", "delete", "redirect", "tag")
@@ -47,7 +48,7 @@ def _inmemory(node):
 
 
 # driver name -> parser of its parameters node into the parameters dict, defaults applied
-DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory}
+DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory, "s3": parse_s3, "s3aws": parse_s3}
 
 
 @attr.s(frozen=True, slots=True)
