@@ -147,7 +147,12 @@ _NOTIFICATIONS = Struct({
 })
 
 _REDIS = Struct(
-    {"tls": struct("certificate", "key", rootcas=_STRINGS)},
+    {
+        "tls": struct("certificate", "key", rootcas=_STRINGS),
+        # registry:2 2.8's keys
+        "addr": SCALAR,
+        "pool": struct("maxidle", "maxactive", "idletimeout"),
+    },
     inline=("OPTIONS", struct(
         "clientname", "db", "protocol", "username", "password", "sentinelusername",
         "sentinelpassword", "maxretries", "minretrybackoff", "maxretrybackoff", "dialtimeout",
@@ -202,10 +207,10 @@ NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
     *(f"storage.{d}.{k}" for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint",
                                                                  "redirectendpoint")),
-    "storage.gcs", "storage.azure", "storage.cache",
+    "storage.gcs", "storage.azure",
     "auth.htpasswd", "auth.token", "auth.silly",
     "http.tls", "http.debug", "http.h2c",
-    "notifications", "redis", "health", "proxy", "middleware", "policy",
+    "notifications", "redis.mastername", "health", "proxy", "middleware", "policy",
 })
 
 # registry:2 2.8 keys that 3.x dropped: warned about and ignored, as 3.x ignores them.
