@@ -80,6 +80,15 @@ async def test_multipart_append_across_drivers(s3, moto_s3):
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
     # The first 7 MiB were copied inside S3; the reader honours offsets past the copy.
     assert await _read_all(s3, "/up/data", 7 * MiB - 3) == data[7 * MiB - 3:]
+    # Less than a part appended to a big object: still a copy of it plus the short part.
+    w = await s3.writer("/up/data", append=True)
+    await w.write(b"tail")
+    await w.close()
+    assert await _read_all(s3, "/up/data", 13 * MiB - 2) == data[-2:] + b"tail"
+    # Nothing appended: the object stays as it is.
+    w = await s3.writer("/up/data", append=True)
+    await w.close()
+    assert (await s3.stat("/up/data")).size == 13 * MiB + 4
 
 
 async def test_small_append_is_resent(s3):

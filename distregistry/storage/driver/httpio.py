@@ -42,9 +42,15 @@ class _NoVerify:
         return _UnverifiedTLS()
 
 
+class _QuietFactory(client._HTTP11ClientFactory):
+    # Twisted logs "Starting factory" for every new connection at info level otherwise.
+    noisy = False
+
+
 def http_client(reactor, skipverify=False, per_host=16, connect_timeout=10):
     """(treq HTTPClient, pool) with persistent connections; close with ``pool.closeCachedConnections()``."""
     pool = client.HTTPConnectionPool(reactor, persistent=True)
+    pool._factory = _QuietFactory
     pool.maxPersistentPerHost = per_host
     pool.cachedConnectionTimeout = 30
     policy = _NoVerify() if skipverify else client.BrowserLikePolicyForHTTPS()

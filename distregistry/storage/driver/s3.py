@@ -580,8 +580,9 @@ class _S3Writer:
         """Make everything written visible at the path (the end of close and commit)."""
         await self._wait_inflight()
         d = self._driver
-        if self._upload_id is None:
-            if self._dirty:
+        if self._upload_id is None and not (self._copy_size and self._buffer):
+            # Nothing went out as a part: one PUT, unless this appends nothing to a big object.
+            if self._dirty and not self._copy_size:
                 await d._put_content(self._path, bytes(self._buffer))
             self._buffer = bytearray()
             return
