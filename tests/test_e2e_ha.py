@@ -162,11 +162,11 @@ def test_killing_a_replica_mid_push_the_retry_completes(cluster, skopeo, e2e_ima
     a, b, lb = cluster
     img = e2e_images.big
     ref = f"docker://{lb.host}/ha/big:v1"
-    errors = []
+    errors, results = [], []
 
     def push():
         try:
-            skopeo.copy(img.ref, ref, "--retry-times=5", timeout=600)
+            results.append(skopeo.copy(img.ref, ref, "--retry-times=5", timeout=600))
         except Exception as e:  # reported by the main thread
             errors.append(e)
 
@@ -178,8 +178,13 @@ def test_killing_a_replica_mid_push_the_retry_completes(cluster, skopeo, e2e_ima
         assert time.monotonic() < deadline and t.is_alive(), "the push never reached replica a"
         time.sleep(0.02)
     os.kill(a.pid, signal.SIGKILL)
+    assert t.is_alive(), "the push finished before the replica was killed"
     t.join(600)
     assert not t.is_alive() and not errors, errors
+    # Requests to the killed replica failed (in flight: reset; later: refused); nginx passed
+    # the idempotent ones on, skopeo retried the others (--retry-times), the push completed.
+    errors_log = (lb.workdir / "registry.error.log").read_text()
+    assert f"upstream: \"http://127.0.0.1:{a.port}/v2/ha/big/" in errors_log, errors_log
     a.stop()
     skopeo.copy(ref, f"oci:{tmp_path / 'pulled'}:v1")
     assert summarize_layout(tmp_path / "pulled", "v1") == img.summary()
