@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .daemon import free_port
+from .processes import terminate
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -57,11 +58,5 @@ class RedisServer:
             return data.decode().split("\r\n")[0]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
