@@ -16,9 +16,9 @@ from distregistry.storage.driver.s3 import S3Driver
 from driver_suite import MiB, DriverSuite, _read_all
 
 try:
-    from support.s3server import ACCESS_KEY, SECRET_KEY
+    from support.s3server import ACCESS_KEY, SECRET_KEY, MotoS3
 except ImportError:
-    from tests.support.s3server import ACCESS_KEY, SECRET_KEY
+    from tests.support.s3server import ACCESS_KEY, SECRET_KEY, MotoS3
 
 
 def _params(moto_s3, bucket, **extra):
@@ -176,3 +176,27 @@ async def test_credentials_from_the_environment(moto_s3):
     driver = S3Driver(p, environ={"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
     assert driver._credentials.access_key == ACCESS_KEY
     await driver.close()
+
+
+@pytest.fixture
+def moto_tls(tmp_path):
+    server = MotoS3(tmp_path / "moto-tls", tls=True).start()
+    yield server
+    server.stop()
+
+
+async def test_https_endpoint_verified_unless_skipverify(moto_tls):
+    bucket = moto_tls.bucket()
+    # Over TLS the payload goes unsigned (UNSIGNED-PAYLOAD), a 6 MiB part included.
+    driver = S3Driver(_params(moto_tls, bucket, skipverify=True, chunksize=5 * MiB))
+    w = await driver.writer("/tls/data")
+    await w.write(b"x" * (6 * MiB))
+    await w.commit()
+    assert (await driver.stat("/tls/data")).size == 6 * MiB
+    await driver.close()
+    # moto's certificate is self-signed: refused when verified.
+    strict = S3Driver(_params(moto_tls, bucket))
+    with pytest.raises(Exception) as info:
+        await strict.get_content("/tls/data")
+    assert "certificate" in repr(info.value).lower() or "SSL" in repr(info.value)
+    await strict.close()

@@ -24,15 +24,16 @@ REGION = "us-east-1"
 
 
 class MotoS3:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, tls: bool = False):
         self.workdir = Path(workdir)
+        self.tls = tls  # moto's own self-signed certificate
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self._names = itertools.count(1)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "MotoS3":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,8 @@ class MotoS3:
         log = open(self.log_path, "ab", buffering=0)
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(self.port),
+             *(["-s"] if self.tls else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir),
         )
         log.close()
@@ -58,7 +60,13 @@ class MotoS3:
         raise AssertionError("moto server did not come up")
 
     def _call(self, method: str, path: str) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        if self.tls:
+            import ssl
+
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+                                               context=ssl._create_unverified_context())
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             conn.request(method, path)
             resp = conn.getresponse()
@@ -76,7 +84,7 @@ class MotoS3:
         """The ``storage.s3`` section for *bucket* on this server."""
         return {
             "accesskey": ACCESS_KEY, "secretkey": SECRET_KEY, "region": REGION,
-            "regionendpoint": self.endpoint, "forcepathstyle": True, "secure": False,
+            "regionendpoint": self.endpoint, "forcepathstyle": True, "secure": self.tls,
             "bucket": bucket, **extra,
         }
 
