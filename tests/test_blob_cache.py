@@ -111,6 +111,29 @@ async def test_redis_down_falls_back_to_storage_and_recovers(redis_server):
     await task.deferLater(reactor, 0.1, lambda: None)
 
 
+async def test_redis_over_tls(tmp_path):
+    try:
+        from support.redisserver import RedisServer
+    except ImportError:
+        from tests.support.redisserver import RedisServer
+    server = RedisServer(tmp_path / "redis-tls", tls=True).start()
+    try:
+        cache = RedisDescriptorCache(_redis_config(server, tls={"rootcas": [str(server.ca)]}))
+        d = Descriptor(media_type="application/octet-stream", digest=DIGEST, size=3)
+        await cache.set("tls", d)
+        assert await cache.get("tls", DIGEST) == d
+        assert cache.stats.errors == 0
+        await cache.close()
+        # Plain RESP to the TLS port gets nowhere: a miss, counted as an error.
+        untrusting = RedisDescriptorCache(_redis_config(server))
+        assert await untrusting.get("tls", DIGEST) is None
+        assert untrusting.stats.errors == 1
+        await untrusting.close()
+        await task.deferLater(reactor, 0.1, lambda: None)
+    finally:
+        server.stop()
+
+
 async def test_inmemory_lru_is_bounded():
     cache = InMemoryDescriptorCache(size=2)
     for i in range(3):

@@ -15,10 +15,13 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class RedisServer:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, tls: bool = False):
         self.workdir = Path(workdir)
         self.port = 0
         self.proc: subprocess.Popen | None = None
+        # TLS only (no plain port), certificates made by make_certificates(); clients need not
+        # present one.
+        self.tls = tls
 
     @property
     def addr(self) -> str:
@@ -29,8 +32,14 @@ class RedisServer:
         if not self.port:
             self.port = free_port()
         log = open(self.workdir / "redis.log", "ab", buffering=0)
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            self.ca = make_certificates(self.workdir)
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.workdir / "server.pem"),
+                      "--tls-key-file", str(self.workdir / "server.key"), "--tls-ca-cert-file", str(self.ca),
+                      "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [REDIS_SERVER, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--maxmemory-policy", "allkeys-lru"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
@@ -38,6 +47,9 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
+                if self.tls:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    return self
                 if self.command("PING") == "+PONG":
                     return self
             except OSError:
@@ -60,3 +72,19 @@ class RedisServer:
     def stop(self) -> None:
         terminate(self.proc)
         self.proc = None
+
+
+def make_certificates(directory: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl CLI); the CA's path."""
+    d = Path(directory)
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=distregistry test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    return d / "ca.pem"
