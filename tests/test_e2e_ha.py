@@ -18,9 +18,11 @@ import pytest
 try:
     from support.daemon import REPO_ROOT, free_port
     from support.images import summarize_layout
+    from support.processes import terminate
 except ImportError:  # tests is a package
     from tests.support.daemon import REPO_ROOT, free_port
     from tests.support.images import summarize_layout
+    from tests.support.processes import terminate
 
 pytestmark = pytest.mark.e2e
 
@@ -43,10 +45,11 @@ class Nginx:
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "nginx.conf"
         self.conf.write_text(text)
-        self.proc = subprocess.Popen(
-            [NGINX, "-p", str(workdir), "-c", str(self.conf), "-g", f"daemon off; pid {workdir}/nginx.pid;"],
-            stdin=subprocess.DEVNULL, stdout=open(workdir / "nginx.out", "wb"), stderr=subprocess.STDOUT,
-        )
+        with open(workdir / "nginx.out", "wb") as out:
+            self.proc = subprocess.Popen(
+                [NGINX, "-p", str(workdir), "-c", str(self.conf), "-g", f"daemon off; pid {workdir}/nginx.pid;"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -61,13 +64,8 @@ class Nginx:
         return f"127.0.0.1:{self.port}"
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: workers finish, then all exit
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        # SIGTERM: the master stops its workers, then exits (a killed master would orphan them).
+        terminate(self.proc, timeout=20)
 
 
 @pytest.fixture
