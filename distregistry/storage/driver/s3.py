@@ -138,7 +138,7 @@ class S3Driver:
     @staticmethod
     def _static_credentials(p, environ):
         if p["accesskey"] and p["secretkey"]:
-            return Credentials(p["accesskey"], p["secretkey"], p.get("sessiontoken") or None)
+            return Credentials(p["accesskey"], p["secretkey"], p["sessiontoken"] or None)
         key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
         if key and secret:
             return Credentials(key, secret, environ.get("AWS_SESSION_TOKEN") or None)
