@@ -200,3 +200,21 @@ async def test_https_endpoint_verified_unless_skipverify(moto_tls):
         await strict.get_content("/tls/data")
     assert "certificate" in repr(info.value).lower() or "SSL" in repr(info.value)
     await strict.close()
+
+
+async def test_credentials_from_botocore_chain(moto_s3, tmp_path, monkeypatch):
+    # Neither keys in the config nor AWS_* variables: botocore's chain (here a credentials
+    # file) is asked, in a thread.
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    driver = S3Driver(dict(_params(moto_s3, moto_s3.bucket()), accesskey="", secretkey=""), environ={})
+    assert driver._credentials is None
+    await driver.put_content("/chain", b"ok")
+    url = await driver.redirect_url("GET", "/chain")
+    assert f"X-Amz-Credential={ACCESS_KEY}" in url
+    await driver.close()
