@@ -14,6 +14,7 @@ from .http import HTTPConfig
 from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
 from .node import Context, Node, show
+from .redis import RedisConfig
 from .schema import CONFIGURATION
 from .storage import StorageConfig
 from .tokenserver import TokenServerConfig
@@ -34,6 +35,7 @@ SECTIONS = {
     "catalog": CatalogConfig.parse,
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
+    "redis": RedisConfig.parse,
     "tokenserver": TokenServerConfig.parse,
 }
 
@@ -49,6 +51,7 @@ class Config:
     catalog = attr.ib()  # CatalogConfig
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
+    redis = attr.ib()  # RedisConfig, or None when the section is absent
     tokenserver = attr.ib()  # TokenServerConfig, or None
 
     @classmethod
