@@ -121,6 +121,15 @@ async def _walk(driver, path, visit=None):
 class DriverSuite:
     #: drivers that can hand out direct URLs set this to True
     redirects = False
+    #: object stores (directories are key prefixes) set this to True: a directory whose last
+    #: entry went away is gone, as in registry:2's cloud drivers
+    implicit_directories = False
+
+    async def _assert_emptied(self, driver, path):
+        if self.implicit_directories:
+            assert isinstance(await _failure(driver.list(path)), PathNotFoundError)
+        else:
+            assert await driver.list(path) == []
 
     @pytest.fixture
     def driver(self, driver_factory):
@@ -295,7 +304,7 @@ class DriverSuite:
         await driver.put_content("/uploads/u1/data", b"blob")
         await driver.move("/uploads/u1/data", "/blobs/sha256/ab/abcdef/data")
         assert await driver.get_content("/blobs/sha256/ab/abcdef/data") == b"blob"
-        assert await driver.list("/uploads/u1") == []
+        await self._assert_emptied(driver, "/uploads/u1")
 
     async def test_move_below_a_file_fails(self, driver):
         await driver.put_content("/notadir", b"x")
@@ -314,7 +323,7 @@ class DriverSuite:
         await driver.put_content("/old/a/file", b"x")
         await driver.move("/old/a", "/new/a")
         assert await driver.get_content("/new/a/file") == b"x"
-        assert await driver.list("/old") == []
+        await self._assert_emptied(driver, "/old")
 
     # -- delete -----------------------------------------------------------------------------
 

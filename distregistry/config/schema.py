@@ -111,6 +111,11 @@ _STORAGE = Map(
         "tag": params("concurrencylimit"),
         "filesystem": params("rootdirectory", "maxthreads"),
         "inmemory": params(),
+        "gcs": params("bucket", "keyfile", "rootdirectory", "chunksize", "maxconcurrency", "useragent",
+                      credentials=Map()),
+        "azure": params("accountname", "accountkey", "container", "realm", "serviceurl", "rootdirectory",
+                        "connectionstring", "credentials", "max_retries", "retry_delay", "skipverify",
+                        "useragent"),
     },
     shorthand=True,
 )
@@ -193,7 +198,7 @@ CONFIGURATION = struct(
 # silently ignored. Remove the entry when the section that implements it lands.
 NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
-    "storage.s3", "storage.s3aws", "storage.gcs", "storage.azure", "storage.cache",
+    "storage.s3", "storage.s3aws", "storage.cache",
     "auth.htpasswd", "auth.token", "auth.silly",
     "http.tls", "http.debug", "http.h2c",
     "notifications", "redis", "health", "proxy", "middleware", "policy",

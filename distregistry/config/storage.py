@@ -3,6 +3,7 @@ subsections (``maintenance``, ``delete``, ``redirect``, ``tag``; ``cache`` is no
 
 import attr
 
+from . import cloudstorage
 from .schema import NOT_SUPPORTED
 
 RESERVED = ("maintenance", "cache", "delete", "redirect", "tag")
@@ -47,7 +48,7 @@ def _inmemory(node):
 
 
 # driver name -> parser of its parameters node into the parameters dict, defaults applied
-DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory}
+DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory, "gcs": cloudstorage.gcs, "azure": cloudstorage.azure}
 
 
 @attr.s(frozen=True, slots=True)
