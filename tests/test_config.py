@@ -328,8 +328,6 @@ NOT_SUPPORTED_YAML = {
     "log.reportcaller": "log: {reportcaller: true}",
     "storage.s3": "storage: {s3: {bucket: b}}",
     "storage.s3aws": "storage: s3aws",
-    "storage.gcs": "storage: gcs",
-    "storage.azure": "storage: {azure: }",
     "storage.cache": "storage: {inmemory: , cache: {blobdescriptor: inmemory}}",
     "auth.htpasswd": "auth: {htpasswd: {realm: r, path: /p}}",
     "auth.token": "auth: token",

@@ -49,7 +49,8 @@ class _JWTToken:
         if time.time() > self._expires - TOKEN_MARGIN:
             self._credentials.refresh(None)  # signs a new JWT with the key; no request is made
             self._expires = self._credentials.expiry.timestamp() if self._credentials.expiry else time.time() + 3600
-        return f"Bearer {self._credentials.token}"
+        token = self._credentials.token
+        return "Bearer " + (token.decode("ascii") if isinstance(token, bytes) else token)
 
 
 class GCSDriver(ObjectStoreDriver):
