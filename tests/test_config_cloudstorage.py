@@ -4,9 +4,9 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from distregistry.config import Config, ConfigError
+from support import emulators
 
 
 def parse(text, env=None):
@@ -21,12 +21,7 @@ def error(text, env=None):
 
 @pytest.fixture(scope="module")
 def service_account():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": pem,
-            "client_email": "registry@p.iam.gserviceaccount.com", "client_id": "1",
-            "token_uri": "https://oauth2.googleapis.com/token"}, key
+    return emulators.service_account()
 
 
 def test_gcs_defaults():

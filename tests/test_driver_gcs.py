@@ -1,11 +1,17 @@
 """The gcs driver against a real gcp-storage-emulator the module starts (JSON API)."""
 
+import hashlib
 import uuid
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 import pytest_twisted
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from twisted.internet import reactor
 
-from distregistry.storage.driver.gcs import CHUNK_UNIT, GCSDriver, from_parameters
+from distregistry.storage.driver.gcs import CHUNK_UNIT, GCSDriver, _JWTToken, from_parameters
+from distregistry.storage.driver.httpclient import HTTPPool
 from driver_suite import DriverSuite, _read_all
 from support import emulators
 
@@ -75,9 +81,40 @@ async def test_append_across_drivers(driver, gcs):
         await other.close()
 
 
-async def test_redirects_are_not_offered(driver):
+async def test_redirects_need_a_key(driver):
     await driver.put_content("/blob", b"x")
     assert await driver.redirect_url("GET", "/blob") is None
+
+
+async def test_redirect_is_a_v4_signed_url(gcs):
+    info, key = emulators.service_account()
+    d = GCSDriver(BUCKET, token=_JWTToken(info), rootdirectory=f"/s/{uuid.uuid4().hex}", endpoint=gcs.endpoint,
+                  maxconcurrency=EMULATOR_CONCURRENCY)
+    client = HTTPPool(reactor, persistent=False)
+    try:
+        await d.put_content("/blob", b"signed content")
+        assert await d.redirect_url("PUT", "/blob") is None
+        url = await d.redirect_url("GET", "/blob")
+        # The emulator serves the URL (it checks no signature) ...
+        response, body = await client.request("GET", url)
+        assert response.code == 200 and body == b"signed content"
+        # ... so the signature is checked here, with the key's public half, over the string
+        # to sign that the V4 documentation defines.
+        parts = urlsplit(url)
+        params = dict(parse_qsl(parts.query))
+        signature = bytes.fromhex(params.pop("X-Goog-Signature"))
+        assert params["X-Goog-Expires"] == "1200"
+        assert params["X-Goog-Credential"].startswith(info["client_email"] + "/")
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(params.items()))
+        canonical = f"GET\n{parts.path}\n{query}\nhost:{parts.netloc}\n\nhost\nUNSIGNED-PAYLOAD"
+        scope = params["X-Goog-Credential"].split("/", 1)[1]
+        to_sign = "\n".join(["GOOG4-RSA-SHA256", params["X-Goog-Date"], scope,
+                             hashlib.sha256(canonical.encode()).hexdigest()])
+        key.public_key().verify(signature, to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())
+        assert parts.path.endswith(d._key("/blob"))
+    finally:
+        await client.close()
+        await d.close()
 
 
 async def test_factory_builds_gcs(gcs):

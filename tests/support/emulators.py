@@ -70,3 +70,18 @@ def start_gcs(workdir, bucket):
                     "--default-bucket", bucket], port, workdir, env={"STORAGE_BASE": str(workdir)})
     emu.endpoint = f"http://127.0.0.1:{port}"
     return emu
+
+
+def service_account():
+    """(service-account key info, RSA private key): a freshly generated key in the JSON form
+    Google issues, for signing tests (the GCS emulator does not check signatures)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    info = {"type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": pem,
+            "client_email": "registry@p.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token"}
+    return info, key

@@ -12,11 +12,12 @@ locally with google-auth (no token request, nothing blocking); ``STORAGE_EMULATO
 Google's client libraries) points the driver at an emulator without credentials.
 """
 
+import hashlib
 import json
 import time
 import uuid
 from datetime import datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from distregistry.storage.driver.base import InvalidOffsetError, PathNotFoundError, StorageDriverError
 from distregistry.storage.driver.httpclient import EmptyReader, HTTPPool, HTTPStatusError, StreamReader, drain, header
@@ -30,6 +31,8 @@ LIST_PAGE = 1000
 DEFAULT_MAX_CONCURRENCY = 50  # registry:2's default
 # Renew a self-signed token this long before it expires (they last an hour).
 TOKEN_MARGIN = 300
+REDIRECT_EXPIRY = 20 * 60  # registry:2's
+SIGNING_ALGORITHM = "GOOG4-RSA-SHA256"
 
 
 def _parse_time(value):
@@ -44,6 +47,27 @@ class _JWTToken:
 
         self._credentials = jwt.Credentials.from_service_account_info(info, audience=JWT_AUDIENCE)
         self._expires = 0.0
+
+    def signed_url(self, base, bucket, key, method, expires):
+        """A V4 signed URL ("Signed URL creation, V4 signing process"): the canonical request
+        and string to sign are the documented ones; the RSA signature is google-auth's signer."""
+        now = time.gmtime()
+        stamp, day = time.strftime("%Y%m%dT%H%M%SZ", now), time.strftime("%Y%m%d", now)
+        scope = f"{day}/auto/storage/goog4_request"
+        host = urlsplit(base).netloc
+        resource = f"/{quote(bucket, safe='')}/{quote(key, safe='/')}"
+        params = {
+            "X-Goog-Algorithm": SIGNING_ALGORITHM,
+            "X-Goog-Credential": f"{self._credentials.signer_email}/{scope}",
+            "X-Goog-Date": stamp,
+            "X-Goog-Expires": str(expires),
+            "X-Goog-SignedHeaders": "host",
+        }
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(params.items()))
+        canonical = "\n".join([method, resource, query, f"host:{host}\n", "host", "UNSIGNED-PAYLOAD"])
+        to_sign = "\n".join([SIGNING_ALGORITHM, stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        signature = self._credentials.signer.sign(to_sign.encode()).hex()
+        return f"{base}{resource}?{query}&X-Goog-Signature={signature}"
 
     def header(self):
         if time.time() > self._expires - TOKEN_MARGIN:
@@ -62,7 +86,7 @@ class GCSDriver(ObjectStoreDriver):
         self._bucket = bucket
         self._token = token
         self._chunksize = chunksize
-        base = (endpoint or GCS_ENDPOINT).rstrip("/")
+        base = self._base = (endpoint or GCS_ENDPOINT).rstrip("/")
         self._objects = f"{base}/storage/v1/b/{quote(bucket, safe='')}/o"
         self._uploads = f"{base}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
         # Emulators (gcp-storage-emulator) answer HTTP/1.0 and close every connection, which
@@ -223,8 +247,10 @@ class GCSDriver(ObjectStoreDriver):
 
     @as_deferred
     async def redirect_url(self, method, path):
-        self._key(path)
-        return None  # signed URLs need a service-account key: not implemented yet
+        key = self._key(path)
+        if method not in ("GET", "HEAD") or self._token is None:
+            return None  # signing needs the service account's key (as in registry:2)
+        return self._token.signed_url(self._base, self._bucket, key, method, REDIRECT_EXPIRY)
 
 
 class _ResumableWriter(ChunkedWriter):
