@@ -17,8 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from twisted.internet import task
 
 from distregistry.storage.driver.azure_auth import blob_sas_query, shared_key_authorization
-from distregistry.storage.driver.base import InvalidOffsetError, PathNotFoundError
-from distregistry.storage.driver.httpclient import EmptyReader, HTTPPool, HTTPStatusError, StreamReader, drain, header
+from distregistry.storage.driver.httpclient import HTTPPool, HTTPStatusError, header
 from distregistry.storage.driver.objectstore import ChunkedWriter, ObjectInfo, ObjectStoreDriver, as_deferred
 
 API_VERSION = "2021-08-06"
@@ -73,11 +72,6 @@ class AzureDriver(ObjectStoreDriver):
         if stream:
             return await self._http.open(method, url, headers=sent), None
         return await self._http.request(method, url, headers=sent, data=data)
-
-    def _fail(self, response, body, path):
-        if response.code == 404:
-            return PathNotFoundError(path, self.name)
-        return HTTPStatusError(path, self.name, response.code, body or b"")
 
     # -- backend primitives --------------------------------------------------------------
 
@@ -148,18 +142,10 @@ class AzureDriver(ObjectStoreDriver):
         if status not in ("success", None):
             raise HTTPStatusError(path, self.name, response.code, f"copy {status}".encode())
 
-    async def _open(self, key, offset, path):
+    async def _get_from(self, key, offset):
         headers = {"x-ms-range": f"bytes={offset}-"} if offset else {}
         response, _ = await self._call("GET", key, headers=headers, stream=True)
-        if response.code in (200, 206):
-            return StreamReader(response)
-        await drain(response)
-        if response.code == 416:
-            info = await self._head(key)
-            if info is not None and info.size == offset:
-                return EmptyReader()
-            raise InvalidOffsetError(path, self.name)
-        raise self._fail(response, b"", path)
+        return response
 
     async def _writer(self, key, path, existing):
         if existing is None:

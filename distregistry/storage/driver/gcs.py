@@ -19,8 +19,8 @@ import uuid
 from datetime import datetime
 from urllib.parse import quote, urlencode, urlsplit
 
-from distregistry.storage.driver.base import InvalidOffsetError, PathNotFoundError, StorageDriverError
-from distregistry.storage.driver.httpclient import EmptyReader, HTTPPool, HTTPStatusError, StreamReader, drain, header
+from distregistry.storage.driver.base import StorageDriverError
+from distregistry.storage.driver.httpclient import HTTPPool, HTTPStatusError, header
 from distregistry.storage.driver.objectstore import ChunkedWriter, ObjectInfo, ObjectStoreDriver, as_deferred
 
 GCS_ENDPOINT = "https://storage.googleapis.com"
@@ -108,11 +108,6 @@ class GCSDriver(ObjectStoreDriver):
             return await self._http.open(method, url, headers=headers), None
         return await self._http.request(method, url, headers=headers, data=data)
 
-    def _fail(self, response, body, path):
-        if response.code == 404:
-            return PathNotFoundError(path, self.name)
-        return HTTPStatusError(path, self.name, response.code, body or b"")
-
     # -- backend primitives --------------------------------------------------------------
 
     async def _head(self, key):
@@ -184,26 +179,10 @@ class GCSDriver(ObjectStoreDriver):
         if response.code != 200:
             raise self._fail(response, body, path)
 
-    async def _open(self, key, offset, path):
+    async def _get_from(self, key, offset):
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         response, _ = await self._call("GET", self._object_url(key), {"alt": "media"}, headers=headers, stream=True)
-        if response.code == 206:
-            # The emulator answers 206 (empty, "bytes N-(N-1)/N") where GCS answers 416.
-            total = int((header(response, "Content-Range") or "/0").rpartition("/")[2] or 0)
-            if offset >= total:
-                await drain(response)
-                if offset == total:
-                    return EmptyReader()
-                raise InvalidOffsetError(path, self.name)
-        if response.code in (200, 206):
-            return StreamReader(response)
-        await drain(response)
-        if response.code == 416:
-            info = await self._head(key)
-            if info is not None and info.size == offset:
-                return EmptyReader()
-            raise InvalidOffsetError(path, self.name)
-        raise self._fail(response, b"", path)
+        return response
 
     async def _writer(self, key, path, existing):
         if existing is None or existing.size == 0:

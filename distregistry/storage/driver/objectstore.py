@@ -8,7 +8,7 @@ a directory) are refused before writing, checking every ancestor at once, so tha
 written here always reads back the same through the filesystem driver.
 
 A backend subclass provides the primitives (``_head``, ``_list_page``, ``_get``, ``_put``,
-``_delete_key``, ``_copy``, ``_open``, ``_writer``); :class:`ChunkedWriter` is the writer
+``_delete_key``, ``_copy``, ``_get_from``, ``_writer``) and its ``_http`` (an HTTPPool); :class:`ChunkedWriter` is the writer
 buffering one chunk at a time.
 """
 
@@ -30,6 +30,7 @@ from distregistry.storage.driver.base import (
     StorageDriverError,
     check_path,
 )
+from distregistry.storage.driver.httpclient import EmptyReader, HTTPStatusError, StreamReader, drain, header
 
 NAME_MAX = 255
 # GCS object names and Azure blob names: at most 1024 (bytes, resp. characters; ours are ASCII).
@@ -88,6 +89,36 @@ class ObjectStoreDriver:
         """(list[ObjectInfo], list[str] common prefixes, next marker or None) of keys starting
         with *prefix*; with *delimiter* ``/``, what lies deeper comes as common prefixes."""
         raise NotImplementedError
+
+    async def _get_from(self, key, offset):
+        """The response to a GET of *key* from byte *offset* on, its body unread."""
+        raise NotImplementedError
+
+    def _fail(self, response, body, path):
+        """The driver error for an unexpected answer about *path*."""
+        if response.code == 404:
+            return PathNotFoundError(path, self.name)
+        return HTTPStatusError(path, self.name, response.code, body or b"")
+
+    async def _open(self, key, offset, path):
+        response = await self._get_from(key, offset)
+        if response.code == 206:
+            # gcp-storage-emulator answers an empty 206 ("bytes N-(N-1)/N") where 416 is due.
+            total = int((header(response, "Content-Range") or "/0").rpartition("/")[2] or 0)
+            if offset >= total:
+                await drain(response)
+                if offset == total:
+                    return EmptyReader()
+                raise InvalidOffsetError(path, self.name)
+        if response.code in (200, 206):
+            return StreamReader(response)
+        await drain(response)
+        if response.code == 416:
+            info = await self._head(key)
+            if info is not None and info.size == offset:
+                return EmptyReader()
+            raise InvalidOffsetError(path, self.name)
+        raise self._fail(response, b"", path)
 
     # -- paths -----------------------------------------------------------------------
 
