@@ -148,3 +148,22 @@ def test_upload_resumed_on_another_replica(daemons, azurite, gcs):
             assert r.status == 200
             body = r.body
         assert body == part1 + part2, label
+
+
+def test_azure_1gib_blob_in_64mib_patches_keeps_memory_flat(daemons, azurite):
+    """Each PATCH streams through one 4 MiB block buffer: peak RSS stays far below the blob."""
+    from test_e2e_memory import MiB, RSS_LIMIT_KIB, expected_digest, push_chunked
+
+    size = 1024 * MiB
+    digest = expected_digest("azure-1g", size)
+    reg = daemons.start("distregistry", env=azure_env(azurite, redirect=False), name="azure-1g")
+    idle = reg.vmhwm_kib()
+    elapsed = push_chunked(reg, "mem/azure", "azure-1g", digest, size)
+    hwm = reg.vmhwm_kib()
+    report(f"memory[azure] 1024 MiB blob in 64 MiB PATCHes: {size / MiB / elapsed:.0f} MiB/s ({elapsed:.1f}s), "
+           f"VmHWM {hwm / 1024:.1f} MiB (idle {idle / 1024:.1f} MiB)")
+    r = reg.request("HEAD", f"/v2/mem/azure/blobs/{digest}")
+    assert r.status == 200 and int(r.header("Content-Length")) == size
+    r = reg.request("GET", f"/v2/mem/azure/blobs/{digest}", headers={"Range": f"bytes={512 * MiB}-{512 * MiB + 7}"})
+    assert r.status == 206 and r.body == (512).to_bytes(8, "big")
+    assert hwm < RSS_LIMIT_KIB, f"peak RSS {hwm / 1024:.1f} MiB"
