@@ -1,6 +1,7 @@
 """The ``storage.gcs`` and ``storage.azure`` sections: registry:2's keys, defaults, errors."""
 
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -76,8 +77,11 @@ def test_gcs_token_is_a_self_signed_jwt_for_storage(service_account):
     from distregistry.storage.driver.gcs import JWT_AUDIENCE, _JWTToken
 
     info, key = service_account
-    value = _JWTToken(info).header()
+    token = _JWTToken(info)
+    value = token.header()
     assert value.startswith("Bearer ")
+    # Kept for about its hour, not signed again for every request.
+    assert time.time() + 3000 < token._expires < time.time() + 3700
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     claims = jwt.decode(value[7:], certs={"k1": public}, audience=JWT_AUDIENCE)

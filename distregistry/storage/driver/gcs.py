@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from urllib.parse import quote, urlencode, urlsplit
 
 from distregistry.storage.driver.base import StorageDriverError
@@ -72,7 +72,9 @@ class _JWTToken:
     def header(self):
         if time.time() > self._expires - TOKEN_MARGIN:
             self._credentials.refresh(None)  # signs a new JWT with the key; no request is made
-            self._expires = self._credentials.expiry.timestamp() if self._credentials.expiry else time.time() + 3600
+            expiry = self._credentials.expiry
+            # google-auth's expiry is UTC, naive in some versions.
+            self._expires = expiry.replace(tzinfo=expiry.tzinfo or timezone.utc).timestamp()
         token = self._credentials.token
         return "Bearer " + (token.decode("ascii") if isinstance(token, bytes) else token)
 
@@ -218,6 +220,10 @@ class GCSDriver(ObjectStoreDriver):
                 if total is None:
                     return
                 raise StorageDriverError(path, self.name, f"StorageDriverError: gcs: {path}: upload not finalized")
+            if persisted < start:
+                # Bytes of earlier pieces are gone from the session, and from here too.
+                raise StorageDriverError(path, self.name,
+                                         f"StorageDriverError: gcs: {path}: upload lost bytes {persisted}-{start - 1}")
             chunk, start = chunk[persisted - start:], persisted
 
     async def _cancel_upload(self, session):
