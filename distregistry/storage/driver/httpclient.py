@@ -8,7 +8,13 @@ at most ``high_water`` bytes wait in memory for ``read()``.
 from twisted.internet import defer, protocol, task
 from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseNeverReceived,
+)
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
@@ -24,6 +30,8 @@ MAX_PERSISTENT_PER_HOST = 16
 CONNECT_TIMEOUT = 10
 # A stalled object store must not hang a request forever; uploads of one chunk fit easily.
 REQUEST_TIMEOUT = 300
+# Tries of a request whose connection broke before any answer came back.
+SEND_ATTEMPTS = 3
 
 
 class HTTPStatusError(StorageDriverError):
@@ -54,9 +62,7 @@ class HTTPPool:
         if self._slots is not None:
             await self._slots.acquire()
         try:
-            # Redirects are never followed: GCS answers 308 to every resumable-upload chunk.
-            response = await self.client.request(method, url, headers=headers, data=data, timeout=REQUEST_TIMEOUT,
-                                                 allow_redirects=False)
+            response = await self._send(method, url, headers, data, unbuffered=False)
             body = await response.content()
         finally:
             if self._slots is not None:
@@ -68,11 +74,25 @@ class HTTPPool:
         if self._slots is not None:
             await self._slots.acquire()
         try:
-            return await self.client.request(method, url, headers=headers, timeout=REQUEST_TIMEOUT,
-                                             unbuffered=True, allow_redirects=False)
+            return await self._send(method, url, headers, None, unbuffered=True)
         finally:
             if self._slots is not None:
                 self._slots.release()
+
+    async def _send(self, method, url, headers, data, unbuffered):
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                # Redirects are never followed: GCS answers 308 to every resumable-upload chunk.
+                return await self.client.request(method, url, headers=headers, data=data, timeout=REQUEST_TIMEOUT,
+                                                 unbuffered=unbuffered, allow_redirects=False)
+            except (ResponseNeverReceived, RequestTransmissionFailed):
+                # A kept-alive connection the server had closed meanwhile (Node's servers, such
+                # as Azurite, after 5 idle seconds): nothing was answered, so nothing was done
+                # that resending could repeat wrongly. Every request the drivers make is
+                # idempotent (block ids, resumable offsets, whole-object writes) and bodies are bytes.
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                _log.debug("{method} {url}: connection lost before an answer; sending again", method=method, url=url)
 
     def close(self):
         # A body that just ended hands its connection back to the pool only after the reader
