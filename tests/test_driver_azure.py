@@ -36,7 +36,7 @@ def driver_factory(azurite):
 
 class TestAzureDriver(DriverSuite):
     redirects = True
-    implicit_directories = True
+    object_store = True
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def driver_factory(gcs):
 
 
 class TestGCSDriver(DriverSuite):
-    implicit_directories = True
+    object_store = True
 
 
 @pytest.fixture

@@ -65,9 +65,11 @@ def start_azurite(workdir):
 
 
 def start_gcs(workdir, bucket):
+    # In memory: on disk it keeps each object as a file named by its key, so it cannot hold
+    # a key below another key ("a" and "a/b"), which GCS can.
     port = free_port()
     emu = Emulator([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
-                    "--default-bucket", bucket], port, workdir, env={"STORAGE_BASE": str(workdir)})
+                    "--default-bucket", bucket, "--in-memory"], port, workdir, env={"STORAGE_BASE": str(workdir)})
     emu.endpoint = f"http://127.0.0.1:{port}"
     return emu
 

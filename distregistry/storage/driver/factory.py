@@ -13,6 +13,12 @@ def _inmemory(parameters, reactor, managed):
     return InMemoryDriver(reactor=reactor)
 
 
+def _s3(parameters, reactor, managed):
+    from distregistry.storage.driver.s3 import S3Driver
+
+    return S3Driver(parameters, reactor=reactor)
+
+
 def _gcs(parameters, reactor, managed):
     import os
 
@@ -31,6 +37,8 @@ def _azure(parameters, reactor, managed):
 _BUILDERS = {
     "filesystem": _filesystem,
     "inmemory": _inmemory,
+    "s3": _s3,
+    "s3aws": _s3,
     "gcs": _gcs,
     "azure": _azure,
 }

@@ -3,9 +3,8 @@
 A driver path ``/a/b`` is the key ``<rootdirectory>/a/b``, as in registry:2, so a bucket or
 container registry:2 wrote is served in place. Directories exist only as key prefixes: a
 directory is there while something is below it (so, unlike the filesystem, a directory whose
-last file went away is gone too). The filesystem's conflicts (a file below a file, a file over
-a directory) are refused before writing, checking every ancestor at once, so that a tree
-written here always reads back the same through the filesystem driver.
+last file went away is gone too), and, as in registry:2, nothing stops a key below another key
+(the registry's layout never makes one).
 
 A backend subclass provides the primitives (``_head``, ``_list_page``, ``_get``, ``_put``,
 ``_delete_key``, ``_copy``, ``_get_from``, ``_writer``) and its ``_http`` (an HTTPPool); :class:`ChunkedWriter` is the writer
@@ -186,17 +185,6 @@ class ObjectStoreDriver:
         # Names the contract cannot express (written by other tools) are unreachable anyway.
         return sorted((i for i in infos.values() if PATH_RE.fullmatch(i.path)), key=lambda i: i.path)
 
-    async def _check_creatable(self, key, path):
-        """Refuse to create a file below a file or over a directory, as the filesystem would.
-        One request per ancestor plus one listing, all at once."""
-        parts = path[1:].split("/")
-        ancestors = [self._root + "/".join(parts[:i]) for i in range(1, len(parts))]
-        *heads, is_dir = await gather([self._head(a) for a in ancestors] + [self._has_children(key + "/")])
-        if any(h is not None for h in heads):
-            raise self._conflict(path, "Not a directory")
-        if is_dir:
-            raise self._conflict(path, "Is a directory")
-
     async def _each(self, keys, fn):
         """Run ``fn(key)`` for every key, TREE_CONCURRENCY at a time."""
         sem = defer.DeferredSemaphore(TREE_CONCURRENCY)
@@ -218,7 +206,6 @@ class ObjectStoreDriver:
         key = self._key(path)
         data = bytes(data)
         await self._ready()
-        await self._check_creatable(key, path)
         await self._put(key, data, path)
 
     @as_deferred
@@ -238,7 +225,6 @@ class ObjectStoreDriver:
             if info is None:
                 raise PathNotFoundError(path, self.name)
             return await self._writer(key, path, info)
-        await self._check_creatable(key, path)
         return await self._writer(key, path, None)
 
     @as_deferred
@@ -268,7 +254,6 @@ class ObjectStoreDriver:
         if await self._head(src) is not None:
             if src == dst:
                 return
-            await self._check_creatable(dst, dest)
             await self._copy(src, dst, source)
             await self._delete_key(src, source)
             return
@@ -279,7 +264,6 @@ class ObjectStoreDriver:
             return
         if dst.startswith(src + "/"):
             raise self._conflict(dest, "Invalid argument")
-        await self._check_creatable(dst, dest)
         await self._each([o.key for o in objects], lambda k: self._copy(k, dst + k[len(src):], source))
         await self._each([o.key for o in objects], lambda k: self._delete_key(k, source, missing_ok=True))
 
