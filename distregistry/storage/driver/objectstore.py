@@ -29,7 +29,8 @@ from distregistry.storage.driver.base import (
     StorageDriverError,
     check_path,
 )
-from distregistry.storage.driver.httpclient import EmptyReader, HTTPStatusError, StreamReader, drain, header
+from distregistry.storage.driver.httpclient import HTTPStatusError, drain, header
+from distregistry.storage.driver.httpio import EmptyReader, ResponseReader
 
 NAME_MAX = 255
 # GCS object names and Azure blob names: at most 1024 (bytes, resp. characters; ours are ASCII).
@@ -110,7 +111,8 @@ class ObjectStoreDriver:
                     return EmptyReader()
                 raise InvalidOffsetError(path, self.name)
         if response.code in (200, 206):
-            return StreamReader(response)
+            return ResponseReader(response, lambda e: StorageDriverError(
+                path, self.name, f"StorageDriverError: {self.name}: {path}: reading broke off: {e}"))
         await drain(response)
         if response.code == 416:
             info = await self._head(key)
