@@ -77,7 +77,7 @@ def azure(node):
             raise node[key].not_supported()
     for key in ("max_retries", "retry_delay"):
         if node[key].value is not None:
-            node[key].warn("ignored: requests that fail on the connection, 5xx or throttling are tried up to 4 times with back-off")
+            node[key].warn("ignored: a request whose connection fails is tried up to 4 times with back-off (an error status is not retried)")
     accountkey = node["accountkey"]
     if not accountkey.as_str(""):
         # registry:2 would then use Azure AD default credentials.
