@@ -328,8 +328,6 @@ NOT_SUPPORTED_YAML = {
     "log.reportcaller": "log: {reportcaller: true}",
     **{f"storage.{d}.{k}": f"storage: {{{d}: {{bucket: b, region: r, {k}: x}}}}"
        for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint", "redirectendpoint")},
-    "storage.gcs": "storage: gcs",
-    "storage.azure": "storage: {azure: }",
     "http.tls.letsencrypt": "http: {tls: {letsencrypt: {cachefile: /c}}}",
     "tokenserver.tls.letsencrypt": "tokenserver: {tls: {letsencrypt: {cachefile: /c}}}",
     "http.debug": "http: {debug: {addr: ':5001'}}",

@@ -118,6 +118,11 @@ _STORAGE = Map(
             "objectacl", "loglevel", "useragent", "usedualstack", "accelerate", "usefipsendpoint",
             "redirectendpoint",
         )),
+        "gcs": params("bucket", "keyfile", "rootdirectory", "chunksize", "maxconcurrency", "useragent",
+                      credentials=Map()),
+        "azure": params("accountname", "accountkey", "container", "realm", "serviceurl", "rootdirectory",
+                        "connectionstring", "credentials", "max_retries", "retry_delay", "skipverify",
+                        "useragent"),
     },
     shorthand=True,
 )
@@ -216,7 +221,6 @@ NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
     *(f"storage.{d}.{k}" for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint",
                                                                  "redirectendpoint")),
-    "storage.gcs", "storage.azure",
     "http.tls.letsencrypt", "http.debug", "http.h2c", "tokenserver.tls.letsencrypt",
     "notifications", "redis.mastername", "health", "proxy", "middleware", "policy",
 })

@@ -3,6 +3,7 @@ subsections (``maintenance``, ``cache``, ``delete``, ``redirect``, ``tag``)."""
 
 import attr
 
+from . import cloudstorage
 from .s3 import parse_s3
 from .schema import NOT_SUPPORTED
 
@@ -52,7 +53,8 @@ def _inmemory(node):
 
 
 # driver name -> parser of its parameters node into the parameters dict, defaults applied
-DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory, "s3": parse_s3, "s3aws": parse_s3}
+DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory, "s3": parse_s3, "s3aws": parse_s3,
+           "gcs": cloudstorage.gcs, "azure": cloudstorage.azure}
 
 
 @attr.s(frozen=True, slots=True)
