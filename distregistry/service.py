@@ -12,6 +12,7 @@ from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
 from distregistry.config import Config
 from distregistry.logs import AccessLog
+from distregistry.notifications.service import NotificationService
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
 from distregistry.storage.driver import factory
@@ -110,9 +111,14 @@ class RegistryService(service.MultiService):
 def make_service(config, reactor_=reactor):
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
-    api = RegistryAPI(registry, config)
-    site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_)
+    # Before the drain service: children stop in reverse order, so the journals close only
+    # after the last in-flight request has written its events.
+    notifications = NotificationService(config.notifications, config.http.addr, reactor_)
+    notifications.setServiceParent(top)
+    top.notifications = notifications
+    api = RegistryAPI(registry, config, notifications.broadcaster)
+    site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
     endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
     listener = internet.StreamServerEndpointService(endpoint, site)

@@ -30,7 +30,7 @@ async def handle(api, request, repo, reference):
 
 async def _get(request, repo, kind, ref):
     digest = await repo.tags.resolve(ref) if kind == "tag" else ref
-    m = await repo.manifests.get(digest)
+    m = await repo.manifests.get(digest, tag=ref if kind == "tag" else None)
     accept = [v.decode("latin-1") for v in request.requestHeaders.getRawHeaders(b"accept", [])]
     choice = manifest.negotiate(m, accept, by_tag=kind == "tag")
     if choice.kind == manifest.REJECT:
@@ -54,8 +54,8 @@ async def _put(api, request, repo, kind, ref):
         raise RegistryError(ErrorCode.MANIFEST_INVALID, detail="manifest too large", status=413)
     extra_tags = [validate_tag(t) for t in query_args(request.uri).get("tag", [])]
     content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
-    m = await repo.manifests.put(body.getvalue(), content_type, ref if kind == "digest" else None)
     tags = ([ref] if kind == "tag" else []) + [t for t in extra_tags if t != ref]
+    m = await repo.manifests.put(body.getvalue(), content_type, ref if kind == "digest" else None, tags=tags)
     for tag in tags:
         await repo.tags.tag(tag, m.digest)
     headers = {"Location": api.urls.manifest(request, repo.name, m.digest), "Docker-Content-Digest": m.digest}

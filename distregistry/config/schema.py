@@ -131,8 +131,10 @@ _HTTP = struct(
 
 _NOTIFICATIONS = Struct({
     "events": Field(struct("includereferences"), go="EVENTCONFIG"),
+    # distregistry's extensions: the durable queue, and the envelope version per endpoint.
+    "journal": struct("rootdirectory", "maxsize"),
     "endpoints": List(struct(
-        "name", "disabled", "url", "timeout", "threshold", "backoff",
+        "name", "disabled", "url", "timeout", "threshold", "backoff", "envelope",
         headers=_HEADERS,
         ignoredmediatypes=_STRINGS,
         ignore=struct(mediatypes=_STRINGS, actions=_STRINGS),
@@ -196,7 +198,7 @@ NOT_SUPPORTED = frozenset({
     "storage.s3", "storage.s3aws", "storage.gcs", "storage.azure", "storage.cache",
     "auth.htpasswd", "auth.token", "auth.silly",
     "http.tls", "http.debug", "http.h2c",
-    "notifications", "redis", "health", "proxy", "middleware", "policy",
+    "redis", "health", "proxy", "middleware", "policy",
 })
 
 # registry:2 2.8 keys that 3.x dropped: warned about and ignored, as 3.x ignores them.
