@@ -53,10 +53,10 @@ class EndpointConfig:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise node["url"].error(f"expected an http(s) URL, got {url!r}")
         actions = _strings(node["ignore"]["actions"])
-        for i, action in enumerate(actions):
+        for item, action in zip(node["ignore"]["actions"].as_list(), actions):
             if action not in ACTIONS:
                 # registry:2 accepts anything here (and then ignores nothing): say so.
-                node["ignore"]["actions"][i].warn(f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
+                item.warn(f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
         envelope = node["envelope"].as_choice(tuple(ENVELOPES), "v2")
         threshold = node["threshold"].as_int(0)
         return cls(

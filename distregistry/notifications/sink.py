@@ -10,7 +10,6 @@ is a failure, as is no answer within ``timeout`` (which covers the whole exchang
 import json
 
 from twisted.internet import defer, task
-from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 
 from distregistry.notifications.events import encode_envelope
@@ -83,7 +82,7 @@ class EndpointSink:
         d.addTimeout(self._config.timeout, self._clock)
         try:
             code = await d
-        except TimeoutError:
+        except defer.TimeoutError:
             text = f"no response within {self._config.timeout}s"
         except defer.CancelledError:
             raise                      # stopping
