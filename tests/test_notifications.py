@@ -283,3 +283,12 @@ async def test_a_slow_receiver_does_not_slow_down_pushes(daemons, receivers, cli
     await fast.wait_for(lambda: len(fast.unique()) == 3 * 15)
     assert slow_median < fast_median * 1.5 + 0.05, times
     assert max(times[lagging.name]) < 2.5, times
+
+
+def test_an_unusable_journal_directory_stops_start_up(daemons, tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    config = {"notifications": {"journal": {"rootdirectory": str(tmp_path / "file")},
+                                "endpoints": [endpoint("hook", "http://127.0.0.1:9/")]}}
+    with pytest.raises(AssertionError) as info:
+        daemons.start("distregistry", extra_config=config, timeout=10)
+    assert "notifications endpoint hook: cannot use journal" in str(info.value)

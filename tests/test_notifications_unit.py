@@ -332,3 +332,27 @@ def test_webhook_echo_prints_each_event_as_a_line(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_resource_serves_the_debug_vars_json():
+    from treq.client import HTTPClient
+    from twisted.web import server
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    from distregistry.notifications.status import StatusResource
+
+    s = EndpointStatus(endpoint_config(), _MemoryJournal([]))
+    s.success(202)
+    site = server.Site(StatusResource(NotificationStatus([s])))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    try:
+        response = await HTTPClient(Agent(reactor, pool=pool)).get(f"http://127.0.0.1:{port.getHost().port}/")
+        body = json.loads(await response.content())
+    finally:
+        await pool.closeCachedConnections()
+        await defer.maybeDeferred(port.stopListening)
+    assert response.headers.getRawHeaders("content-type") == ["application/json; charset=utf-8"]
+    (view,) = body["registry"]["notifications"]["endpoints"]
+    assert view["name"] == "hook" and view["Metrics"]["Statuses"] == {"202 Accepted": 1}

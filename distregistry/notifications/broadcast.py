@@ -6,7 +6,7 @@ import json
 from twisted.internet import defer
 
 from distregistry.notifications.events import Bridge
-from distregistry.notifications.listener import ListenedRepository
+from distregistry.notifications.listener import ListenedRepository, all_of
 
 
 class Endpoint:
@@ -36,7 +36,7 @@ class Broadcaster:
         """Deferred firing once *event* is in every interested endpoint's journal."""
         line = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         ds = [endpoint.write(event, line) for endpoint in self.endpoints]
-        return defer.gatherResults(ds, consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+        return all_of(ds)
 
     def listen(self, repository, request, urls):
         """*repository* with its stores reporting this request's events."""

@@ -8,9 +8,15 @@ an event that survives a crash. Pull events are not awaited: a pull is not worth
 flush of latency, and they reach the journal with the next batch all the same.
 """
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 log = Logger()
+
+
+def all_of(ds):
+    """One Deferred for several; fails with the first failure itself (not FirstError)."""
+    return defer.gatherResults(list(ds), consumeErrors=True).addErrback(lambda f: f.value.subFailure)
 
 
 def _log_failure(failure, action):
@@ -40,16 +46,15 @@ class ManifestListener(_Wrapper):
     async def put(self, payload, content_type, reference=None, tags=()):
         """*tags*: the tags this push sets; one push event for each (none: one untagged event)."""
         m = await self._inner.put(payload, content_type, reference)
-        for tag in tags or [None]:
-            await self._bridge.manifest_pushed(self._name, m, tag)
+        # Written in order, awaited together: they share one journal flush.
+        await all_of(self._bridge.manifest_pushed(self._name, m, tag) for tag in tags or [None])
         return m
 
     async def delete(self, digest):
         # registry:2 untags through its listened tag service: one delete event per tag too.
         removed_tags = await self._inner.delete(digest)
-        await self._bridge.manifest_deleted(self._name, digest)
-        for tag in removed_tags:
-            await self._bridge.tag_deleted(self._name, tag)
+        await all_of([self._bridge.manifest_deleted(self._name, digest)] +
+                   [self._bridge.tag_deleted(self._name, tag) for tag in removed_tags])
         return removed_tags
 
 

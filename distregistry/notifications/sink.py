@@ -44,7 +44,16 @@ class EndpointSink:
 
     async def _run(self):
         while True:
-            for position, line in await self._journal.read(BATCH):
+            try:
+                batch = await self._journal.read(BATCH)
+            except defer.CancelledError:
+                raise
+            except Exception:
+                # A disk error must not end delivery for good: log it, wait, read again.
+                log.failure("notifications {endpoint}: cannot read the journal", endpoint=self._config.name)
+                await task.deferLater(self._clock, self._config.backoff, lambda: None)
+                continue
+            for position, line in batch:
                 try:
                     event = json.loads(line)
                 except ValueError:
