@@ -116,7 +116,6 @@ def make_service(config, reactor_=reactor):
     # after the last in-flight request has written its events.
     notifications = NotificationService(config.notifications, config.http.addr, reactor_)
     notifications.setServiceParent(top)
-    top.notifications = notifications
     api = RegistryAPI(registry, config, notifications.broadcaster)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
