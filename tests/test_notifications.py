@@ -106,7 +106,8 @@ def check_schema(event):
                            "tag", "references"}
     request = event["request"]
     assert UUID.match(request["id"]) and request["method"] in ("GET", "HEAD", "PUT", "POST", "DELETE")
-    assert request["useragent"] == "distregistry-tests" and request["addr"].startswith("127.0.0.1:")
+    assert request["useragent"] == "distregistry-tests"
+    assert request["addr"].startswith("127.0.0.1:") or request["addr"] == "203.0.113.7"
     assert event["actor"] == {}
     assert re.match(r"^[^:]+:\d+$", event["source"]["addr"]) and UUID.match(event["source"]["instanceID"])
 
@@ -135,7 +136,8 @@ async def test_push_pull_mount_delete_events_and_ignore_filters(daemons, receive
     manifest, config, layer = await push_image(client, base, "app", "v1", "one")
     m_digest = digest(manifest)
     await req("GET", "/v2/app/manifests/v1", headers={"Accept": [OCI_MANIFEST]}, expect=200)
-    await req("HEAD", f"/v2/app/manifests/{m_digest}", headers={"Accept": [OCI_MANIFEST]}, expect=200)
+    await req("HEAD", f"/v2/app/manifests/{m_digest}", expect=200,
+              headers={"Accept": [OCI_MANIFEST], "X-Forwarded-For": ["203.0.113.7, 10.0.0.1"]})
     await req("GET", f"/v2/app/blobs/{layer['digest']}", expect=200)
     await req("GET", f"/v2/app/blobs/{layer['digest']}", headers={"Range": ["bytes=0-1"]}, expect=206)
     await req("POST", f"/v2/other/blobs/uploads/?mount={layer['digest']}&from=app", expect=201)
@@ -183,6 +185,8 @@ async def test_push_pull_mount_delete_events_and_ignore_filters(daemons, receive
                     "repository": "app", "url": f"{base}/v2/app/manifests/{m_digest}", "tag": "v1",
                     "references": [config, layer]}
     assert events[2]["request"]["host"] == d.host
+    # The client's address: X-Forwarded-For's first entry when it is an IP (registry:2's RemoteAddr).
+    assert events[4]["request"]["addr"] == "203.0.113.7"
     assert events[5]["target"] == {"mediaType": blob, "digest": layer["digest"], "size": layer["size"],
                                    "length": layer["size"], "repository": "app",
                                    "url": f"{base}/v2/app/blobs/{layer['digest']}"}
@@ -206,7 +210,7 @@ async def test_push_pull_mount_delete_events_and_ignore_filters(daemons, receive
 @pytest_twisted.ensureDeferred
 async def test_failing_receiver_gets_every_event_in_order_with_registry2_retry_spacing(
         daemons, receivers, client, tmp_path):
-    threshold, backoff, fail_first = 2, 1.0, 5
+    threshold, backoff, fail_first = 2, 1.5, 5
     r = receivers(fail_first=fail_first).start()
     d = await start(daemons, notifications(
         tmp_path, endpoint("hook", r.url(), threshold=threshold, backoff=f"{backoff}s")))
@@ -222,11 +226,12 @@ async def test_failing_receiver_gets_every_event_in_order_with_registry2_retry_s
     # go-events' Breaker: retries are immediate until `threshold` failures in a row, then each
     # attempt waits `backoff` after the last failure; the success resets it.
     gaps = [b.at - a.at for a, b in zip(r.hits, r.hits[1:fail_first + 1])]
+    print("gaps between attempts at the first event:", [round(g, 3) for g in gaps])
     immediate, backed_off = gaps[:threshold - 1], gaps[threshold - 1:]
-    assert all(g < backoff / 2 for g in immediate), gaps
+    assert all(g < backoff * 0.6 for g in immediate), gaps
     assert all(backoff * 0.95 <= g < backoff + 3 for g in backed_off), gaps
     after = [b.at - a.at for a, b in zip(r.hits[fail_first:], r.hits[fail_first + 1:])]
-    assert all(g < backoff / 2 for g in after), after
+    assert all(g < backoff * 0.6 for g in after), after
 
 
 @pytest_twisted.ensureDeferred
@@ -282,7 +287,7 @@ async def test_a_slow_receiver_does_not_slow_down_pushes(daemons, receivers, cli
     assert 1 <= len(slow.hits) <= elapsed / 5 + 1
     await fast.wait_for(lambda: len(fast.unique()) == 3 * 15)
     assert slow_median < fast_median * 1.5 + 0.05, times
-    assert max(times[lagging.name]) < 2.5, times
+    assert max(times[lagging.name]) < 4.0, times     # a push waiting on the receiver takes 5 s
 
 
 def test_an_unusable_journal_directory_stops_start_up(daemons, tmp_path):

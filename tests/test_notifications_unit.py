@@ -240,6 +240,40 @@ def test_timestamps_are_rfc3339_nano_trimmed(monkeypatch):
         time.tzset()
 
 
+def test_bridge_names_the_authenticated_actor_and_the_request():
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from distregistry.api.urls import URLBuilder
+    from distregistry.descriptor import Descriptor
+    from distregistry.notifications.events import Bridge
+    from distregistry.registry.blobs import BLOB_MEDIA_TYPE
+
+    written = []
+
+    class Sink:
+        endpoints = ["one"]
+
+        def write(self, event):
+            written.append(event)
+            return defer.succeed(None)
+
+    request = DummyRequest([b"v2"])
+    request.method = b"GET"
+    request.requestHeaders.setRawHeaders(b"host", [b"registry.example:5000"])
+    request.requestHeaders.setRawHeaders(b"x-real-ip", [b"198.51.100.2"])
+    request.requestHeaders.setRawHeaders(b"x-forwarded-for", [b"not-an-ip"])
+    request.registry_user = "alice"
+    bridge = Bridge(Sink(), request, URLBuilder(host="https://registry.example"), {"addr": "h:5000", "instanceID": "i"}, False)
+    bridge.blob_pulled("r", Descriptor(BLOB_MEDIA_TYPE, "sha256:" + "a" * 64, 3))
+    bridge.tag_deleted("r", "t")
+    first, second = written
+    assert first["actor"] == {"name": "alice"}
+    assert first["request"] == {"id": first["request"]["id"], "addr": "198.51.100.2", "host": "registry.example:5000",
+                                "method": "GET", "useragent": ""}
+    assert second["request"]["id"] == first["request"]["id"] and second["id"] != first["id"]
+    assert first["target"]["url"] == "https://registry.example/v2/r/blobs/sha256:" + "a" * 64
+
+
 # --- config ---------------------------------------------------------------------------------------
 
 def parse(notifications, env=None):
