@@ -140,10 +140,12 @@ async def test_push_pull_mount_delete_events_and_ignore_filters(daemons, receive
               headers={"Accept": [OCI_MANIFEST], "X-Forwarded-For": ["203.0.113.7, 10.0.0.1"]})
     await req("GET", f"/v2/app/blobs/{layer['digest']}", expect=200)
     await req("GET", f"/v2/app/blobs/{layer['digest']}", headers={"Range": ["bytes=0-1"]}, expect=206)
+    await req("HEAD", f"/v2/app/blobs/{layer['digest']}", expect=200)
     await req("POST", f"/v2/other/blobs/uploads/?mount={layer['digest']}&from=app", expect=201)
     await req("DELETE", f"/v2/other/blobs/{layer['digest']}", expect=202)
-    await req("PUT", "/v2/app/manifests/v2", manifest, {"Content-Type": [OCI_MANIFEST]}, expect=201)
-    await req("PUT", "/v2/app/manifests/v3", manifest, {"Content-Type": [OCI_MANIFEST]}, expect=201)
+    # Multi-tag push (OCI 1.1's ?tag=): one push event per tag.
+    await req("PUT", f"/v2/app/manifests/{m_digest}?tag=v2&tag=v3", manifest, {"Content-Type": [OCI_MANIFEST]},
+              expect=201)
     await req("DELETE", "/v2/app/manifests/v3", expect=202)
     await req("DELETE", f"/v2/app/manifests/{m_digest}", expect=202)
     # Failed operations emit nothing.
@@ -159,6 +161,7 @@ async def test_push_pull_mount_delete_events_and_ignore_filters(daemons, receive
         ("pull", "HEAD", "app", OCI_MANIFEST, m_digest, None, None),
         ("pull", "GET", "app", blob, layer["digest"], None, None),
         ("pull", "GET", "app", blob, layer["digest"], None, None),
+        ("pull", "HEAD", "app", blob, layer["digest"], None, None),
         ("mount", "POST", "other", blob, layer["digest"], None, "app"),
         ("delete", "DELETE", "other", "", layer["digest"], None, None),
         ("push", "PUT", "app", OCI_MANIFEST, m_digest, "v2", None),
