@@ -18,7 +18,8 @@ DEFAULT_JOURNAL_MAXSIZE = 512 << 20
 
 
 def _positive_duration(node, default):
-    # registry:2 (notifications/endpoint.go defaults): zero or negative means the default.
+    # registry:2 (notifications/endpoint.go defaults): zero means the default (a negative
+    # duration, which it reads the same way, is refused by as_duration as everywhere here).
     seconds = node.as_duration(default)
     return seconds if seconds > 0 else default
 
