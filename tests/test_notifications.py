@@ -136,6 +136,9 @@ async def test_push_pull_mount_delete_events_and_ignore_filters(daemons, receive
     manifest, config, layer = await push_image(client, base, "app", "v1", "one")
     m_digest = digest(manifest)
     await req("GET", "/v2/app/manifests/v1", headers={"Accept": [OCI_MANIFEST]}, expect=200)
+    # A revalidation (304) is not a pull in registry:2: the manifest is never read.
+    await req("GET", "/v2/app/manifests/v1", expect=304, headers={"Accept": [OCI_MANIFEST],
+                                                                  "If-None-Match": [f'"{m_digest}"']})
     await req("HEAD", f"/v2/app/manifests/{m_digest}", expect=200,
               headers={"Accept": [OCI_MANIFEST], "X-Forwarded-For": ["203.0.113.7, 10.0.0.1"]})
     await req("GET", f"/v2/app/blobs/{layer['digest']}", expect=200)
