@@ -303,3 +303,18 @@ def test_an_unusable_journal_directory_stops_start_up(daemons, tmp_path):
     with pytest.raises(AssertionError) as info:
         daemons.start("distregistry", extra_config=config, timeout=10)
     assert "notifications endpoint hook: cannot use journal" in str(info.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_with_undelivered_events_exits_promptly_and_resumes(daemons, receivers, client, tmp_path):
+    r = receivers(port=free_port())   # down while the daemon runs the first time
+    d = await start(daemons, notifications(tmp_path, endpoint("hook", r.url())))
+    pushed = [await push_blob(client, d.url, "term", f"blob {i}".encode()) for i in range(3)]
+    t0 = time.monotonic()
+    await threads.deferToThread(d.stop)
+    assert time.monotonic() - t0 < 5 and "Server Shut Down" in d.log_text()
+    r.start()
+    await threads.deferToThread(d.start)
+    await r.wait_for(lambda: len(r.unique()) == 3)
+    assert [e["target"]["digest"] for e in r.unique()] == [p["digest"] for p in pushed]
+    assert "3 undelivered events recovered" in d.log_text()

@@ -274,6 +274,17 @@ def test_bridge_names_the_authenticated_actor_and_the_request():
     assert first["target"]["url"] == "https://registry.example/v2/r/blobs/sha256:" + "a" * 64
 
 
+def test_source_is_the_host_name_with_the_port_of_http_addr():
+    import socket
+
+    from distregistry.notifications.events import source_record
+
+    host = socket.gethostname()
+    assert source_record(":5000", "i") == {"addr": f"{host}:5000", "instanceID": "i"}
+    assert source_record("[::1]:5001", "i")["addr"] == f"{host}:5001"
+    assert source_record("/run/registry.sock", "i")["addr"] == host
+
+
 # --- config ---------------------------------------------------------------------------------------
 
 def parse(notifications, env=None):

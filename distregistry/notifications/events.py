@@ -84,10 +84,11 @@ def actor_record(request):
 
 
 def source_record(http_addr, instance_id):
-    """registry:2's app.go: the host name with the port of http.addr (the bare address if it
-    has none, e.g. a unix socket)."""
-    host, colon, port = http_addr.rpartition(":")
-    addr = f"{socket.gethostname()}:{port}" if colon and port.isdigit() else http_addr
+    """registry:2's app.go: the host name with the port of http.addr (the host name alone if
+    it has none, e.g. a unix socket)."""
+    _, colon, port = http_addr.rpartition(":")
+    hostname = socket.gethostname()
+    addr = f"{hostname}:{port}" if colon and port.isdigit() else hostname
     return {"addr": addr, "instanceID": instance_id}
 
 
