@@ -208,6 +208,24 @@ async def test_journal_over_its_bound_drops_the_oldest_segment_and_counts_it(tmp
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_failed_write_fails_its_appends_and_leaves_the_journal_consistent(tmp_path, pool, monkeypatch):
+    j = open_journal(tmp_path, pool)
+    await j.append(b'{"n":1}')
+    real = os.fsync
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        await j.append(b'{"n":2}')
+    monkeypatch.setattr(os, "fsync", real)
+    await j.append(b'{"n":3}')
+    assert j.pending == 2
+    assert await drain(j, 2) == [b'{"n":1}', b'{"n":3}']
+    await j.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_journal_group_commits_concurrent_appends(tmp_path, pool, monkeypatch):
     j = open_journal(tmp_path, pool)
     fsyncs = []

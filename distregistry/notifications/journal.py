@@ -59,7 +59,7 @@ class Journal:
         self._data = None         # Deferred the reader waits on while nothing is unread
         self._cursor_writing = None
         self._cursor_dirty = False
-        self._tail_file = None    # touched only by the one flush in flight, in the pool
+        self._tail_fd = None      # touched only by the one flush in flight, in the pool
 
     # -- start-up: runs before the reactor serves requests -------------------------------
     def open(self):
@@ -125,7 +125,8 @@ class Journal:
                 new = tail is None or self._segments[tail].size >= self._segment_size
                 seq = self._next_seq if new else tail
                 try:
-                    await threads.deferToThreadPool(self._reactor, self._pool, self._write, seq, data, new)
+                    size = 0 if new else self._segments[seq].size
+                    await threads.deferToThreadPool(self._reactor, self._pool, self._write, seq, data, new, size)
                 except Exception as e:
                     log.failure("journal {directory}: write failed", directory=self.directory)
                     for d in waiters:
@@ -145,17 +146,24 @@ class Journal:
         finally:
             self._flushing = None
 
-    def _write(self, seq, data, new):
-        # In the pool; only one flush runs at a time, so the tail file is ours.
-        if new or self._tail_file is None:
-            if self._tail_file is not None:
-                self._tail_file.close()
-            self._tail_file = open(os.path.join(self.directory, _segment_name(seq)), "ab")
+    def _write(self, seq, data, new, size):
+        # In the pool; only one flush runs at a time, so the tail descriptor is ours.
+        if new or self._tail_fd is None:
+            if self._tail_fd is not None:
+                os.close(self._tail_fd)
+            self._tail_fd = os.open(os.path.join(self.directory, _segment_name(seq)),
+                                    os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if new:
                 self._fsync_directory()
-        self._tail_file.write(data)
-        self._tail_file.flush()
-        os.fsync(self._tail_file.fileno())
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._tail_fd, view):]
+            os.fsync(self._tail_fd)
+        except OSError:
+            # E.g. a full disk: cut what got written, so the file stays what we account for.
+            os.ftruncate(self._tail_fd, size)
+            raise
 
     def _fsync_directory(self):
         fd = os.open(self.directory, os.O_RDONLY)
@@ -280,6 +288,6 @@ class Journal:
         if self._data is not None:
             self._data, d = None, self._data
             d.cancel()
-        if self._tail_file is not None:
-            tail, self._tail_file = self._tail_file, None
-            await threads.deferToThreadPool(self._reactor, self._pool, tail.close)
+        if self._tail_fd is not None:
+            fd, self._tail_fd = self._tail_fd, None
+            await threads.deferToThreadPool(self._reactor, self._pool, os.close, fd)
