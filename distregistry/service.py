@@ -15,6 +15,7 @@ from distregistry.logs import AccessLog
 from distregistry.notifications.service import NotificationService
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
+from distregistry.storage import cache as descriptor_cache
 from distregistry.storage.driver import factory
 
 log = Logger()
@@ -74,10 +75,11 @@ class UploadPurger(service.Service):
 
 
 class RegistryService(service.MultiService):
-    def __init__(self, config, driver, reactor_=reactor):
+    def __init__(self, config, driver, reactor_=reactor, blob_cache=None):
         super().__init__()
         self.config = config
         self.driver = driver
+        self.blob_cache = blob_cache
         self._reactor = reactor_
 
     def privilegedStartService(self):
@@ -99,6 +101,8 @@ class RegistryService(service.MultiService):
     async def _stop(self):
         await super().stopService()
         await self.driver.close()
+        if self.blob_cache is not None:
+            await self.blob_cache.close()
         if self.config.http.draintimeout > 0 and getattr(self._reactor, "_exitSignal", None) is not None:
             # registry:2 exits 0 after a graceful drain on SIGTERM/SIGINT (and dies of the
             # signal without one); twistd would re-raise the signal that stopped the reactor.
@@ -110,10 +114,12 @@ class RegistryService(service.MultiService):
 
 def make_service(config, reactor_=reactor):
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
-    registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
-    top = RegistryService(config, driver, reactor_)
-    # Before the drain service: children stop in reverse order, so the journals close only
-    # after the last in-flight request has written its events.
+    blob_cache = descriptor_cache.build(config.storage.blobdescriptor_cache, config.storage.blobdescriptor_size,
+                                        config.redis, reactor_)
+    registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation,
+                        blob_cache=blob_cache)
+    top = RegistryService(config, driver, reactor_, blob_cache)
+    # First child: its journals are recovered (privilegedStartService) before the port opens.
     notifications = NotificationService(config.notifications, config.http.addr, reactor_)
     notifications.setServiceParent(top)
     api = RegistryAPI(registry, config, notifications.broadcaster)

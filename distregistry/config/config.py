@@ -15,6 +15,7 @@ from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
 from .node import Context, Node, show
 from .notifications import NotificationsConfig
+from .redis import RedisConfig
 from .schema import CONFIGURATION
 from .storage import StorageConfig
 from .validation import ValidationConfig
@@ -35,6 +36,7 @@ SECTIONS = {
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
     "notifications": NotificationsConfig.parse,
+    "redis": RedisConfig.parse,
 }
 
 
@@ -50,6 +52,7 @@ class Config:
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
     notifications = attr.ib()  # NotificationsConfig
+    redis = attr.ib()  # RedisConfig, or None when the section is absent
 
     @classmethod
     def load(cls, path=None, environ=None):
