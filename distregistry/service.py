@@ -15,6 +15,7 @@ from distregistry.auth import make_access_controller
 from distregistry.auth.issuer import make_issuer_site
 from distregistry.config import Config
 from distregistry.logs import AccessLog
+from distregistry.notifications.service import NotificationService
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
 from distregistry.storage import cache as descriptor_cache
@@ -134,9 +135,12 @@ def make_service(config, reactor_=reactor):
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation,
                         blob_cache=blob_cache)
     access = make_access_controller(config.auth, reactor_, config.source)
-    api = RegistryAPI(registry, config, access)
-    site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_, blob_cache)
+    # First child: its journals are recovered (privilegedStartService) before the port opens.
+    notifications = NotificationService(config.notifications, config.http.addr, reactor_)
+    notifications.setServiceParent(top)
+    api = RegistryAPI(registry, config, access, notifications.broadcaster)
+    site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
     _listener(reactor_, config.http, site, config.http.tls, config.source, "http.tls").setServiceParent(top)
     ts = config.tokenserver

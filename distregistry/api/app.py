@@ -19,6 +19,7 @@ from distregistry.api.state import StateSigner
 from distregistry.api.streaming import BoundedBody, RegistryRequest
 from distregistry.api.urls import URLBuilder, query_args
 from distregistry.errcode import ErrorCode, RegistryError
+from distregistry.notifications.broadcast import Broadcaster
 
 SERVER = f"distregistry/{__version__}".encode()
 MUTATING = frozenset([b"POST", b"PUT", b"PATCH", b"DELETE"])
@@ -48,13 +49,17 @@ def _verbatim(name, raw_path):
 class RegistryAPI:
     """Holds what handlers need: the registry layer, URL builder, state signer and settings."""
 
-    def __init__(self, registry, config, access=None):
-        """*access*: an IAccessController, or None for no access control."""
+    def __init__(self, registry, config, access=None, events=None):
+        """*access*: an IAccessController, or None for no access control; *events*: the
+        notifications Broadcaster, or None for none."""
         http = config.http
         self.registry = registry
         self.config = config
         self.urls = URLBuilder(http.prefix, http.host, http.relativeurls)
         self.signer = StateSigner(http.secret)
+        # Handlers get repositories whose stores emit registry:2's events (none configured:
+        # a Broadcaster without endpoints, which builds nothing).
+        self.events = events if events is not None else Broadcaster()
         self.readonly = config.storage.readonly
         self.redirect = not config.storage.redirect_disabled
         self._headers = [(k.encode(), [v.encode() for v in vs]) for k, vs in http.headers.items()]
@@ -87,7 +92,7 @@ class RegistryAPI:
             if handler is None:
                 return respond(request, 200, b"{}", "application/json")
             if name is not None:
-                kwargs["repo"] = self.registry.repository(name)
+                kwargs["repo"] = self.events.listen(self.registry.repository(name), request, self.urls)
             return await handler(self, request, **kwargs)
         except defer.CancelledError:
             raise

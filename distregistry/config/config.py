@@ -14,6 +14,7 @@ from .http import HTTPConfig
 from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
 from .node import Context, Node, show
+from .notifications import NotificationsConfig
 from .redis import RedisConfig
 from .schema import CONFIGURATION
 from .storage import StorageConfig
@@ -35,6 +36,7 @@ SECTIONS = {
     "catalog": CatalogConfig.parse,
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
+    "notifications": NotificationsConfig.parse,
     "redis": RedisConfig.parse,
     "tokenserver": TokenServerConfig.parse,
 }
@@ -51,6 +53,7 @@ class Config:
     catalog = attr.ib()  # CatalogConfig
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
+    notifications = attr.ib()  # NotificationsConfig
     redis = attr.ib()  # RedisConfig, or None when the section is absent
     tokenserver = attr.ib()  # TokenServerConfig, or None
 

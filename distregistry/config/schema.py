@@ -145,8 +145,10 @@ _HTTP = struct(
 
 _NOTIFICATIONS = Struct({
     "events": Field(struct("includereferences"), go="EVENTCONFIG"),
+    # distregistry's extensions: the durable queue, and the envelope version per endpoint.
+    "journal": struct("rootdirectory", "maxsize"),
     "endpoints": List(struct(
-        "name", "disabled", "url", "timeout", "threshold", "backoff",
+        "name", "disabled", "url", "timeout", "threshold", "backoff", "envelope",
         headers=_HEADERS,
         ignoredmediatypes=_STRINGS,
         ignore=struct(mediatypes=_STRINGS, actions=_STRINGS),
@@ -222,7 +224,7 @@ NOT_SUPPORTED = frozenset({
     *(f"storage.{d}.{k}" for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint",
                                                                  "redirectendpoint")),
     "http.tls.letsencrypt", "http.debug", "http.h2c", "tokenserver.tls.letsencrypt",
-    "notifications", "redis.mastername", "health", "proxy", "middleware", "policy",
+    "redis.mastername", "health", "proxy", "middleware", "policy",
 })
 
 # registry:2 2.8 keys that 3.x dropped: warned about and ignored, as 3.x ignores them.

@@ -133,15 +133,19 @@ class ManifestStore:
             await self._driver.delete(paths.revision_link(self._name, canonical))
         except PathNotFoundError:
             raise self._unknown(digest) from None
+        removed = []
         for tag in await self._repository.tags.lookup(canonical):
             try:
                 await self._repository.tags.untag(tag)
             except RegistryError as error:
                 if error.code is not ErrorCode.MANIFEST_UNKNOWN:   # untagged meanwhile: fine
                     raise
+            else:
+                removed.append(tag)
         if m is not None and m.subject is not None:
             await self._repository.referrers.remove(m)
         log.info("manifest {digest} deleted from {repository}", digest=canonical, repository=self._name)
+        return removed
 
 
 def _child_required(child, validation):
