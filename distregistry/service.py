@@ -15,6 +15,7 @@ from distregistry.logs import AccessLog
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
 from distregistry.storage.driver import factory
+from distregistry.workers import ReusePortService, WorkerPool, shared_secret, tie_to_parent, worker_index
 
 log = Logger()
 
@@ -107,18 +108,33 @@ class RegistryService(service.MultiService):
         return defer.ensureDeferred(self._stop())
 
 
-def make_service(config, reactor_=reactor):
+def make_service(config, reactor_=reactor, worker=None):
+    """*worker*: this process's index with ``http.workers`` > 1 (default: from the environment)."""
+    worker = worker_index() if worker is None else worker
+    if config.http.workers > 1 and not config.http.secret:
+        # Workers must sign upload state with one key; worker 0's reaches the others
+        # as REGISTRY_HTTP_SECRET (WorkerPool), so none of them generates its own.
+        config = shared_secret(config)
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
     api = RegistryAPI(registry, config)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_)
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
-    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
-    listener = internet.StreamServerEndpointService(endpoint, site)
-    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
-    listener.setServiceParent(top)
+    if config.http.workers > 1:
+        listener = ReusePortService(config.http.addr, site, reactor_)
+        listener.setServiceParent(top)
+        if worker == 0:
+            WorkerPool(config, listener, reactor_, config.http.draintimeout + 10).setServiceParent(top)
+        else:
+            tie_to_parent(reactor_)
+    else:
+        endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
+        listener = internet.StreamServerEndpointService(endpoint, site)
+        listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
+        listener.setServiceParent(top)
     purging = config.storage.uploadpurging
-    if purging.enabled and not config.storage.readonly:
+    # One purger per registry, not per worker: worker 0's.
+    if purging.enabled and not config.storage.readonly and worker == 0:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)
     return top

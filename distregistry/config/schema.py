@@ -117,6 +117,7 @@ _STORAGE = Map(
 
 _HTTP = struct(
     "addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout",
+    "workers",   # distregistry's extension (config/http.py)
     headers=_HEADERS,
     tls=struct(
         "certificate", "key", "clientauth", "minimumtls",
