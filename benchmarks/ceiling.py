@@ -5,6 +5,7 @@ manifest GET rate can be read against what Klein itself can do here.
 ``python -m benchmarks.ceiling PORT WORKERS`` (workers 1..N-1 get ``--worker``).
 """
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from klein import Klein
 from twisted.internet import reactor
 from twisted.web import server
 
-from distregistry.workers import ReusePortService, tie_to_parent
+from distregistry.workers import PARENT_ENV, ReusePortService, tie_to_parent
 
 
 def make_site():
@@ -40,8 +41,9 @@ def main(argv):
     if is_worker:
         tie_to_parent(reactor)
     else:
-        children = [subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling", str(port), "0", "--worker"])
-                    for _ in range(workers - 1)]
+        env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})
+        children = [subprocess.Popen([sys.executable, "-m", "benchmarks.ceiling", str(port), "0", "--worker"],
+                                     env=env) for _ in range(workers - 1)]
     # Stopped by SIGTERM (the runner) like the registries; the workers follow worker 0.
     reactor.addSystemEventTrigger("before", "shutdown", lambda: [c.terminate() for c in children])
     reactor.run()

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 log = Logger()
 
 WORKER_ENV = "DISTREGISTRY_WORKER"   # set in workers 1..N-1: their index
+PARENT_ENV = "DISTREGISTRY_WORKER_PARENT"   # and worker 0's pid
 RESPAWN_DELAY = 1.0
 BACKLOG = 1024
 PR_SET_PDEATHSIG = 1
@@ -47,6 +48,8 @@ def tie_to_parent(reactor):
     SIGKILL), and a terminal's Ctrl-C, which reaches the whole process group, is left to
     worker 0, which stops its workers itself (a second stop request would fail)."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(os.environ.get(PARENT_ENV, "0")):
+        raise SystemExit("worker 0 exited while this worker was starting")
     reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
 
@@ -128,6 +131,7 @@ class WorkerPool(service.Service):
         host = f"[{host}]" if family == socket.AF_INET6 else host
         env = dict(os.environ)
         env[WORKER_ENV] = str(index)
+        env[PARENT_ENV] = str(os.getpid())
         # The port worker 0 actually bound (``:0`` picks one): the environment override wins.
         env["REGISTRY_HTTP_ADDR"] = f"{host}:{self._listener.bound_port}"
         env["REGISTRY_HTTP_SECRET"] = self._config.http.secret
