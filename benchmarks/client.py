@@ -17,11 +17,8 @@ class HTTPError(AssertionError):
     pass
 
 
-def digest_of(*parts):
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part)
-    return "sha256:" + h.hexdigest()
+def digest_of(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def file_digest(prefix, path):
