@@ -174,6 +174,17 @@ def summarize(scenario, results, a="ours", b="go"):
     return out
 
 
+def measure(bench, scenario, targets, rounds, idle_timeout, log, a="ours"):
+    """summarize(run_scenario(...)); a scenario that fails is reported as such and the run
+    goes on with the next one."""
+    try:
+        return summarize(scenario, run_scenario(bench, scenario, targets, rounds, idle_timeout, log), a=a)
+    except Exception as e:
+        log(f"  {scenario.name} FAILED: {type(e).__name__}: {e}")
+        return {"name": scenario.name, "unit": scenario.unit, "higher_is_better": scenario.higher_is_better,
+                "target": scenario.target, "sides": {}, "error": f"{type(e).__name__}: {str(e)[:500]}"}
+
+
 def _fmt(v, digits=3):
     if v is None:
         return "-"
@@ -188,7 +199,7 @@ def markdown(report):
     for s in report["scenarios"]:
         ours, go = s["sides"].get("ours", {}), s["sides"].get("go", {})
         target = "" if s["target"] is None else (">= " if s["higher_is_better"] else "<= ") + f"{s['target']}x"
-        met = {True: "yes", False: "**no**"}.get(s.get("met"), "")
+        met = "**failed**" if "error" in s else {True: "yes", False: "**no**"}.get(s.get("met"), "")
         busy = sum(v["busy_rounds"] for v in s["sides"].values())
         lines.append(f"| {s['name']} | {s['unit']} | {_fmt(ours.get('median'))} | {_fmt(go.get('median'))} "
                      f"| {_fmt(s.get('ratio'))} | {target} | {met} | {_fmt(ours.get('cpu_per_op'))} "
@@ -211,7 +222,7 @@ def derived_rows(scenarios):
                     f"| {_fmt(ratio)} | <= 1.5x | {'yes' if ratio <= 1.5 else '**no**'} | | | | | |")
     by_name = {s["name"]: s for s in scenarios}
     get, ping = by_name.get("manifest GET by tag (wrk)"), by_name.get("GET /v2/ (wrk)")
-    if get and ping and "ceiling" in ping["sides"] and ping["sides"]["ceiling"]["median"]:
+    if get and ping and "ours" in get["sides"] and ping["sides"].get("ceiling", {}).get("median"):
         ratio = get["sides"]["ours"]["median"] / ping["sides"]["ceiling"]["median"]
         rows.append(f"| manifest GET by tag vs bare Klein GET /v2/ | req/s | "
                     f"{_fmt(get['sides']['ours']['median'])} | (Klein {_fmt(ping['sides']['ceiling']['median'])}) "
@@ -268,17 +279,13 @@ def main(argv=None):
         if any("ceiling" in s.sides for s in scenarios):
             targets["ceiling"] = servers.start_ceiling()
         log(f"servers: " + ", ".join(f"{t.name} pid {t.pid} port {t.port}" for t in targets.values()))
-        summaries = []
-        for s in scenarios:
-            summaries.append(summarize(s, run_scenario(bench, s, targets, rounds, idle_timeout, log)))
+        summaries = [measure(bench, s, targets, rounds, idle_timeout, log) for s in scenarios]
         aa = []
         if aa_rounds > 0:
             # A/A: the same scenarios against a second Go registry, to show the noise.
             go2 = servers.start_registry("go2", "go")
             aa_targets = {"ours": go2, "go": targets["go"]}   # scenarios name their sides ours/go
-            for s in scenarios:
-                if s.aa:
-                    aa.append(summarize(s, run_scenario(bench, s, aa_targets, aa_rounds, idle_timeout, log), a="go2"))
+            aa = [measure(bench, s, aa_targets, aa_rounds, idle_timeout, log, a="go2") for s in scenarios if s.aa]
         report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "quick": args.quick, "rounds": rounds, "aa_rounds": aa_rounds, "workers": args.workers,
                   "cpus": os.cpu_count(), "physical": refs, "scenarios": summaries, "aa": aa,

@@ -63,20 +63,18 @@ def setup_pull(bench, target):
         _push(bench, target, chunked=False)
 
 
-def _pull(bench, target, clients):
-    digest = target.data["pulled"]
-    done, errors = [], []
+def _in_threads(count, fn):
+    """Run fn(i) in *count* threads at once; the wall time. The first error is raised: a
+    failed client must not look fast."""
+    errors = []
 
-    def one():
-        c = _client(target)
+    def run(i):
         try:
-            done.append(c.pull("bench/blobs", digest, bytearray(1 << 20)))
-        except Exception as e:   # reported below: a failed pull must not look fast
+            fn(i)
+        except Exception as e:
             errors.append(e)
-        finally:
-            c.close()
 
-    threads = [threading.Thread(target=one) for _ in range(clients)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -85,6 +83,21 @@ def _pull(bench, target, clients):
     wall = time.perf_counter() - t0
     if errors:
         raise errors[0]
+    return wall
+
+
+def _pull(bench, target, clients):
+    digest = target.data["pulled"]
+    done = []
+
+    def one(_):
+        c = _client(target)
+        try:
+            done.append(c.pull("bench/blobs", digest, bytearray(1 << 20)))
+        finally:
+            c.close()
+
+    wall = _in_threads(clients, one)
     return Measurement(sum(done) / wall / 1e6, sum(done) / GiB)
 
 
@@ -99,7 +112,7 @@ def pull_four(bench, target):
 # -- many small operations in parallel ------------------------------------------------------
 def _parallel(target, threads, duration, op):
     """Run op(client, n) in *threads* threads until *duration* passed: (ops/s, ops)."""
-    counts, errors = [0] * threads, []
+    counts = [0] * threads
     deadline = time.perf_counter() + duration
 
     def loop(i):
@@ -108,20 +121,10 @@ def _parallel(target, threads, duration, op):
             while time.perf_counter() < deadline:
                 op(c, i * 10_000_000 + counts[i])
                 counts[i] += 1
-        except Exception as e:
-            errors.append(e)
         finally:
             c.close()
 
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    t0 = time.perf_counter()
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    wall = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
+    wall = _in_threads(threads, loop)
     return Measurement(sum(counts) / wall, sum(counts))
 
 
@@ -163,8 +166,9 @@ def wrk(bench, target, path, accept=None):
     with open(script, "w") as f:
         f.write(f'wrk.headers["Accept"] = "{accept}"\n' if accept else "")
     s = bench.sizes
-    cmd = ["wrk", f"-t{s['wrk_threads']}", f"-c{s['wrk_connections']}", f"-d{s['duration']}s", "-s", script,
-           target.url + path]
+    # wrk's default 2 s timeout counts slow answers as errors on a loaded machine.
+    cmd = ["wrk", f"-t{s['wrk_threads']}", f"-c{s['wrk_connections']}", f"-d{s['duration']}s", "--timeout", "30s",
+           "-s", script, target.url + path]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=s["duration"] + 30, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise AssertionError(f"wrk saw errors against {target.name}:\n{out}")

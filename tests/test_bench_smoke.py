@@ -58,3 +58,19 @@ def test_quick_benchmark_runs_every_scenario(tmp_path):
     assert "| blob push monolithic | MB/s |" in markdown and "peak RSS" in markdown
     assert "manifest GET by tag vs bare Klein" in markdown
     assert set(report["physical"]) == {"sha256_MBps_one_core", "loopback_tcp_MBps", "disk_write_fsync_MBps"}
+
+
+def test_a_failing_scenario_is_reported_and_the_run_goes_on():
+    from benchmarks.core import Scenario, Target
+    from benchmarks.runner import derived_rows, markdown, measure
+
+    def broken(bench, target):
+        raise ConnectionError("refused")
+
+    s = Scenario("manifest GET by tag (wrk)", "req/s", True, broken, target=4.0)
+    targets = {"ours": Target("ours", "distregistry", 1, os.getpid()), "go": Target("go", "go", 2, os.getpid())}
+    logged = []
+    summary = measure(None, s, targets, 1, 0, logged.append)
+    assert summary["error"] == "ConnectionError: refused" and "FAILED" in logged[-1]
+    report = {"scenarios": [summary], "aa": [], "derived": derived_rows([summary])}
+    assert "| manifest GET by tag (wrk) | req/s | - | - | - | >= 4.0x | **failed** |" in markdown(report)
