@@ -21,6 +21,7 @@ from distregistry.registry.purge import purge_uploads
 from distregistry.storage import cache as descriptor_cache
 from distregistry.storage.driver import factory
 from distregistry.tls import certificate_options
+from distregistry.workers import ReusePortService, WorkerPool, shared_secret, tie_to_parent, worker_index
 
 log = Logger()
 
@@ -116,19 +117,28 @@ class RegistryService(service.MultiService):
         return defer.ensureDeferred(self._stop())
 
 
+def _tls_wrapped(site, tls, source, section):
+    if tls is None:
+        return site
+    return TLSMemoryBIOFactory(certificate_options(tls, source, section), False, site)
+
+
 def _listener(reactor_, listen, site, tls, source, section):
     """A service listening on *listen* (an HTTPConfig or TokenServerConfig), with TLS over
     whatever endpoint it names (tcp or a unix socket) when *tls* is set."""
-    factory_ = site
-    if tls is not None:
-        factory_ = TLSMemoryBIOFactory(certificate_options(tls, source, section), False, site)
     endpoint = endpoints.serverFromString(reactor_, _endpoint_description(listen))
-    listener = internet.StreamServerEndpointService(endpoint, factory_)
+    listener = internet.StreamServerEndpointService(endpoint, _tls_wrapped(site, tls, source, section))
     listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
     return listener
 
 
-def make_service(config, reactor_=reactor):
+def make_service(config, reactor_=reactor, worker=None):
+    """*worker*: this process's index with ``http.workers`` > 1 (default: from the environment)."""
+    worker = worker_index() if worker is None else worker
+    if config.http.workers > 1 and not config.http.secret:
+        # Workers must sign upload state with one key; worker 0's reaches the others
+        # as REGISTRY_HTTP_SECRET (WorkerPool), so none of them generates its own.
+        config = shared_secret(config)
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     blob_cache = descriptor_cache.build(config.storage.blobdescriptor_cache, config.storage.blobdescriptor_size,
                                         config.redis, reactor_)
@@ -142,13 +152,23 @@ def make_service(config, reactor_=reactor):
     api = RegistryAPI(registry, config, access, notifications.broadcaster)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
-    _listener(reactor_, config.http, site, config.http.tls, config.source, "http.tls").setServiceParent(top)
+    if config.http.workers > 1:
+        api_site = _tls_wrapped(site, config.http.tls, config.source, "http.tls")
+        listener = ReusePortService(config.http.addr, api_site, reactor_)
+        listener.setServiceParent(top)
+        if worker == 0:
+            WorkerPool(config, listener, reactor_, config.http.draintimeout + 10).setServiceParent(top)
+        else:
+            tie_to_parent(reactor_)
+    else:
+        _listener(reactor_, config.http, site, config.http.tls, config.source, "http.tls").setServiceParent(top)
     ts = config.tokenserver
-    if ts is not None:
-        # The built-in token issuer, on its own port.
+    if ts is not None and worker == 0:
+        # The built-in token issuer, on its own port (worker 0's only: not a shared one).
         issuer = make_issuer_site(ts, config.source, reactor_)
         _listener(reactor_, ts, issuer, ts.tls, config.source, "tokenserver.tls").setServiceParent(top)
     purging = config.storage.uploadpurging
-    if purging.enabled and not config.storage.readonly:
+    # One purger per registry, not per worker: worker 0's.
+    if purging.enabled and not config.storage.readonly and worker == 0:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)
     return top

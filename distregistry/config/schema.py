@@ -136,6 +136,7 @@ _TLS = struct(
 
 _HTTP = struct(
     "addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout",
+    "workers",   # distregistry's extension (config/http.py)
     headers=_HEADERS,
     tls=_TLS,
     debug=struct("addr", prometheus=struct("enabled", "path")),

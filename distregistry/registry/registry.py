@@ -8,7 +8,7 @@ from distregistry.reference import validate_name
 from distregistry.registry import deferred, paths
 from distregistry.registry.blobs import BlobStore
 from distregistry.registry.interfaces import IRegistry, IRepository
-from distregistry.registry.manifests import ManifestStore
+from distregistry.registry.manifests import ManifestCache, ManifestStore
 from distregistry.registry.referrers import ReferrersIndex
 from distregistry.registry.tags import TagStore
 from distregistry.registry.uploads import HashStateCache, SessionLocks, UploadStore
@@ -66,6 +66,7 @@ class Registry:
         # Process-wide, not per Repository: the API makes a Repository per request.
         self.hash_states = HashStateCache()
         self.upload_locks = SessionLocks()
+        self.manifest_cache = ManifestCache()
 
     def repository(self, name):
         validate_name(name)
