@@ -2,7 +2,8 @@
 
 ``distregistry serve [CONFIG]`` runs the daemon in the foreground through twistd (so it
 is exactly what ``twistd -n distregistry -c CONFIG`` runs); ``distregistry config check
-[CONFIG]`` validates a config file and prints its warnings.
+[CONFIG]`` validates a config file and prints its warnings; ``distregistry garbage-collect``
+is registry:2's offline GC (``distregistry.gc.command``).
 """
 
 import argparse
@@ -46,6 +47,9 @@ def main(argv=None):
     check = config_sub.add_parser("check", help="validate a config file")
     check.add_argument("config", nargs="?")
     check.set_defaults(func=_check)
+    from distregistry.gc import command as gc_command
+
+    gc_command.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,5 +1,5 @@
 """Builds the daemon's one MultiService from a Config: the API site on its endpoint, the
-upload purger, and the storage driver's lifetime."""
+upload purger, the online garbage collector, and the storage driver's lifetime."""
 
 import random
 
@@ -11,6 +11,7 @@ from twisted.logger import Logger, LogLevel
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
 from distregistry.config import Config
+from distregistry.gc.online import OnlineGC
 from distregistry.logs import AccessLog
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
@@ -121,4 +122,6 @@ def make_service(config, reactor_=reactor):
     purging = config.storage.uploadpurging
     if purging.enabled and not config.storage.readonly:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)
+    if config.storage.gc.enabled:
+        OnlineGC(registry, config.storage.gc, reactor_).setServiceParent(top)
     return top

@@ -3,6 +3,7 @@ subsections (``maintenance``, ``delete``, ``redirect``, ``tag``; ``cache`` is no
 
 import attr
 
+from .gc import GCConfig
 from .schema import NOT_SUPPORTED
 
 RESERVED = ("maintenance", "cache", "delete", "redirect", "tag")
@@ -81,6 +82,7 @@ class StorageConfig:
     redirect_disabled = attr.ib()  # storage.redirect.disable
     readonly = attr.ib()  # storage.maintenance.readonly.enabled
     uploadpurging = attr.ib()  # UploadPurgingConfig
+    gc = attr.ib()  # GCConfig: storage.maintenance.gc, distregistry's online GC
     tag_concurrencylimit = attr.ib()  # storage.tag.concurrencylimit; 0: the consumer's default
 
     @classmethod
@@ -106,5 +108,6 @@ class StorageConfig:
             redirect_disabled=node["redirect"]["disable"].as_bool(False),
             readonly=maintenance["readonly"]["enabled"].as_bool(False),
             uploadpurging=UploadPurgingConfig.parse(maintenance["uploadpurging"]),
+            gc=GCConfig.parse(maintenance["gc"]),
             tag_concurrencylimit=node["tag"]["concurrencylimit"].as_int(0, minimum=0),
         )

@@ -112,6 +112,10 @@ class BlobStore:
         # to a normal upload session, as registry:2 does.
         try:
             source_blobs = self._repository.registry.repository(source).blobs
+            canonical = checked_digest(digest)
+            if canonical is not None:
+                # Before the stat, for the same reason as in the upload commit.
+                await self._repository.registry.gc_guard.record([canonical])
             descriptor = await source_blobs.stat(digest)
         except RegistryError:
             return None

@@ -4,6 +4,7 @@ import attr
 from zope.interface import implementer
 
 from distregistry.errcode import ErrorCode, RegistryError
+from distregistry.gc.guard import GCGuard
 from distregistry.reference import validate_name
 from distregistry.registry import deferred, paths
 from distregistry.registry.blobs import BlobStore
@@ -64,6 +65,8 @@ class Registry:
         # Process-wide, not per Repository: the API makes a Repository per request.
         self.hash_states = HashStateCache()
         self.upload_locks = SessionLocks()
+        # What pushes rely on, so online GC leaves it alone; GC's cache invalidation hook.
+        self.gc_guard = GCGuard(clock)
 
     def repository(self, name):
         validate_name(name)
