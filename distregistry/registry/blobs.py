@@ -71,6 +71,11 @@ class BlobStore:
     @deferred
     async def stat(self, digest):
         canonical = checked_digest(digest)
+        if canonical is not None:
+            # A client told "exists" (HEAD before a push, a mount, a manifest's check) may build
+            # on it: online GC keeps what was asked for within its grace period, and a delete
+            # already under way finishes before we look, so we answer "unknown" instead.
+            await self._repository.registry.gc_guard.record([canonical])
         if canonical is None or await read_link(self._driver, paths.layer_link(self._name, canonical)) != canonical:
             raise self._unknown(digest)
         size = await blob_size(self._driver, canonical)
@@ -112,10 +117,6 @@ class BlobStore:
         # to a normal upload session, as registry:2 does.
         try:
             source_blobs = self._repository.registry.repository(source).blobs
-            canonical = checked_digest(digest)
-            if canonical is not None:
-                # Before the stat, for the same reason as in the upload commit.
-                await self._repository.registry.gc_guard.record([canonical])
             descriptor = await source_blobs.stat(digest)
         except RegistryError:
             return None
