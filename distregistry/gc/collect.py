@@ -5,7 +5,7 @@ import sys
 
 import attr
 
-from distregistry.gc.mark import mark_repository
+from distregistry.gc.mark import mark_repository, repositories
 from distregistry.gc.state import RunState
 from distregistry.gc.sweep import eligible_blobs, sweep_blobs, sweep_layer_links, sweep_manifests
 
@@ -120,9 +120,8 @@ async def garbage_collect(registry, options, report, guard=None):
     try:
         now = registry.clock.seconds()
         since = (now - options.grace) if guard is not None else None
-        state = RunState(registry.driver, options, now, guard=guard, since=since)
-        # The whole catalog in one page: names only, a few bytes per repository.
-        names = await registry.catalog(sys.maxsize)
+        state = RunState(registry.driver, options, now, registry.gc_guard.deleted, guard=guard, since=since)
+        names = await repositories(state)   # names only, a few bytes per repository
         for i, name in enumerate(names, 1):
             report.repository(name, i, len(names))
             await mark_repository(state, name, report)

@@ -24,27 +24,61 @@ class GCError(Exception):
 
 
 async def link_files(state, root):
-    """``[(digest, modtime)]`` of the ``<alg>/<hex>/link`` files below *root* ([] if absent)."""
-    found = []
-    depth = root.count("/")
+    """``[(digest, modtime)]`` of the ``<alg>/<hex>/link`` files below *root* ([] if absent).
 
-    def visit(info):
-        level = info.path.count("/") - depth   # 1: <alg>, 2: <alg>/<hex>, 3: <alg>/<hex>/link
-        if info.is_dir:
-            if level >= 3:
-                raise SkipDir()
-        elif level == 3 and info.path.endswith("/link"):
-            alg, hexpart = info.path.split("/")[-3:-1]
+    One listing per ``<alg>`` directory, then the link files stat'ed in parallel: a walk would
+    visit the ``<hex>`` directories one at a time. A ``<hex>`` directory without a link (what
+    a blob or manifest DELETE leaves) links nothing, as for registry:2.
+    """
+    driver = state.driver
+    try:
+        algorithms = await state.call(driver.list, root)
+    except PathNotFoundError:
+        return []
+    candidates = []
+    for algorithm_dir in algorithms:
+        try:
+            entries = await state.call(driver.list, algorithm_dir)
+        except PathNotFoundError:
+            continue
+        algorithm = algorithm_dir.rpartition("/")[2]
+        for entry in entries:
             try:
-                found.append((parse_digest(f"{alg}:{hexpart}"), info.modtime))
+                candidates.append((parse_digest(f"{algorithm}:{entry.rpartition('/')[2]}"), entry + "/link"))
             except RegistryError:
                 pass   # registry:2 cannot read such a path as a digest either
+
+    async def stat(link):
+        try:
+            info = await state.call(driver.stat, link)
+        except PathNotFoundError:
+            return None
+        return None if info.is_dir else info.modtime
+
+    modtimes = await gather([lambda link=link: stat(link) for _, link in candidates], limit=state.options.concurrency)
+    return [(digest, modtime) for (digest, _), modtime in zip(candidates, modtimes) if modtime is not None]
+
+
+async def repositories(state):
+    """Names of the directories holding ``_manifests`` or ``_layers``, in walk order. Wider
+    than the catalog (``_manifests`` only): a repository whose first push has uploaded blobs
+    but no manifest yet has young layer links that must protect those blobs."""
+    names = []
+    root = paths.REPOSITORIES
+
+    def visit(info):
+        parent, _, base = info.path[len(root) + 1:].rpartition("/")
+        if base.startswith("_"):
+            if base in ("_manifests", "_layers") and parent and (not names or names[-1] != parent):
+                names.append(parent)
+            if info.is_dir:
+                raise SkipDir()
 
     try:
         await state.driver.walk(root, visit)
     except PathNotFoundError:
         pass
-    return found
+    return names
 
 
 async def current_tags(state, name):

@@ -23,8 +23,9 @@ class ManifestCandidate:
 
 
 class RunState:
-    def __init__(self, driver, options, now, guard=None, since=None):
+    def __init__(self, driver, options, now, invalidate, guard=None, since=None):
         self.driver = driver
+        self.invalidate = invalidate   # GCGuard.deleted: the cache invalidation hook, online or not
         self.options = options
         # Links and blobs modified at or after this are young (kept, and what they name marked).
         self.horizon = now - options.grace if options.grace > 0 else None

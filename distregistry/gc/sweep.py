@@ -59,8 +59,7 @@ async def sweep_manifests(state, report):
             if candidate.subject is not None:
                 entry = paths.referrer_entry(name, candidate.subject, candidate.digest)
                 await _delete_quietly(state, posixpath.dirname(entry))
-            if state.guard is not None:
-                await state.guard.deleted("manifest", name, candidate.digest)
+            await state.invalidate("manifest", name, candidate.digest)
 
 
 async def eligible_blobs(state):
@@ -123,8 +122,7 @@ async def _guarded_delete(state, digest, check_path, delete_path, kind, name, re
             return False
         report.deleting(kind, delete_path)
         await _delete_quietly(state, delete_path)
-        if guard is not None:
-            await guard.deleted(kind, name, digest)
+        await state.invalidate(kind, name, digest)
         return True
     finally:
         if guard is not None:
