@@ -5,7 +5,6 @@ images (the space of the deleted ones is reclaimed)."""
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading

@@ -36,8 +36,8 @@ async def _collect(reactor, config, options, quiet, out):
         out.flush()
 
 
-def run(args, out=None):
-    out = out or sys.stdout
+def run(args):
+    out = sys.stdout
     try:
         config = Config.load(args.config)
     except ConfigError as error:

@@ -59,8 +59,9 @@ class OnlineGC(service.Service):
         self.runs += 1
         run = self.runs
         log.info("garbage collection run {run} started", run=run)
+        # Per-item lines at debug; the totals at info (the blank separator line is for terminals).
         report = Report(lambda line: log.debug("gc: {line}", line=line),
-                        lambda line: line and log.info("gc: {line}", line=line))
+                        lambda line: log.info("gc: {line}", line=line) if line else None)
         result = await garbage_collect(self._registry, options, report, guard=self._registry.gc_guard)
         log.info("garbage collection run {run} finished in {seconds:.2f}s: {repositories} repositories, "
                  "{marked} blobs marked, {deleted} blobs deleted ({freed}), {kept} kept by the re-check",
