@@ -82,12 +82,17 @@ def _config(path, root):
 
 
 def _timed(cmd, env=None):
+    """(wall seconds, peak RSS in MiB) of *cmd*, which must succeed."""
     start = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    elapsed = time.perf_counter() - start
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr[-2000:]}")
-    return elapsed
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        elapsed = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {err.read()[-2000:].decode(errors='replace')}")
+    return elapsed, usage.ru_maxrss / 1024
 
 
 def _blobs(root):
@@ -106,15 +111,16 @@ def run(workdir=None, manifests=10_000, repositories=100):
         blobs = build_tree(work / "go", manifests, repositories)
         build_tree(work / "ours", manifests, repositories)
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        go = _timed([GO_REGISTRY, "garbage-collect", str(_config(work / "go.yml", work / "go"))], env)
+        go, go_rss = _timed([GO_REGISTRY, "garbage-collect", str(_config(work / "go.yml", work / "go"))], env)
         env["PYTHONPATH"] = str(REPO_ROOT)
-        ours = _timed([sys.executable, "-m", "distregistry", "garbage-collect",
+        ours, ours_rss = _timed([sys.executable, "-m", "distregistry", "garbage-collect",
                        str(_config(work / "ours.yml", work / "ours"))], env)
         left_go, left_ours = _blobs(work / "go"), _blobs(work / "ours")
         if left_go != left_ours:
             raise RuntimeError(f"different results: {len(left_go ^ left_ours)} blobs differ")
         return {"manifests": manifests, "blobs": blobs, "deleted": blobs - len(left_ours),
-                "go_seconds": go, "ours_seconds": ours, "ratio": ours / go}
+                "go_seconds": go, "ours_seconds": ours, "ratio": ours / go,
+                "go_peak_rss_mib": go_rss, "ours_peak_rss_mib": ours_rss}
     finally:
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -128,7 +134,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     r = run(args.workdir, args.manifests, args.repositories)
     print(f"gc: {r['manifests']} manifests, {r['blobs']} blobs, {r['deleted']} deleted; "
-          f"docker-registry {r['go_seconds']:.2f} s, distregistry {r['ours_seconds']:.2f} s; "
+          f"docker-registry {r['go_seconds']:.2f} s ({r['go_peak_rss_mib']:.0f} MiB peak), "
+          f"distregistry {r['ours_seconds']:.2f} s ({r['ours_peak_rss_mib']:.0f} MiB peak); "
           f"ratio {r['ratio']:.2f}")
     return 0
 

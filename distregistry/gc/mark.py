@@ -122,15 +122,17 @@ async def mark_repository(state, name, report):
     root_set = set(roots)
     others = [d for d, _ in revisions if d not in root_set]
 
-    # Untagged manifests are read once, for their subject only; bodies are not kept.
-    subjects = await gather([lambda d=d: load_manifest(state, name, d) for d in others],
-                            limit=state.options.concurrency)
+    # Untagged manifests are read for their subject only; no body outlives its read.
+    async def subject(digest):
+        m = await load_manifest(state, name, digest)
+        return m.subject.digest if m is not None and m.subject is not None else None
+
+    subjects = await gather([lambda d=d: subject(d) for d in others], limit=state.options.concurrency)
     referrers, subject_of = {}, {}
-    for digest, m in zip(others, subjects):
-        if m is not None and m.subject is not None:
-            referrers.setdefault(m.subject.digest, []).append(digest)
-            subject_of[digest] = m.subject.digest
-    del subjects
+    for digest, subject_digest in zip(others, subjects):
+        if subject_digest is not None:
+            referrers.setdefault(subject_digest, []).append(digest)
+            subject_of[digest] = subject_digest
 
     here = set()
 
@@ -148,6 +150,7 @@ async def mark_repository(state, name, report):
                     report.marking_blob(name, ref.digest)
                 if m.is_index and ref.digest in revision_set:
                     follow.append(ref.digest)
+        del m   # not held while the children are marked
         # Each call holds the concurrency limit only around its own driver call, so nested
         # marking cannot deadlock on it.
         await gather([lambda d=d: mark_manifest(d) for d in follow], limit=state.options.concurrency)
