@@ -10,6 +10,8 @@ from distregistry.config import Config, ConfigError
 from distregistry.errcode import ErrorCode, RegistryError
 from distregistry.gc.collect import Report, garbage_collect
 from distregistry.gc.guard import GCGuard
+from distregistry.gc.mark import GCError
+from distregistry.gc.online import OnlineGC
 from distregistry.gc.state import Options
 from distregistry.registry import Registry, paths
 from distregistry.storage.driver import factory
@@ -169,3 +171,28 @@ def test_gc_config_errors_name_the_key(body, message):
     with pytest.raises(ConfigError) as info:
         _gc_config(body)
     assert str(info.value).startswith(message)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreadable_manifest_stops_the_run_before_any_delete(registry):
+    repo = registry.repository("gc/broken")
+    await push_image_blobs(repo)
+    m = await repo.manifests.put(image(), mf.OCI_MANIFEST)
+    orphan = await push(registry.repository("gc/other"), b"unreferenced")
+    await registry.driver.put_content(paths.blob_data(m.digest), b"not json")
+    with pytest.raises(GCError, match=f"failed to mark: gc/broken: manifest {m.digest} is unreadable"):
+        await garbage_collect(registry, Options(), Lines().report())
+    assert await exists(registry, orphan.digest)
+
+
+@pytest_twisted.ensureDeferred
+async def test_online_dry_run_deletes_nothing():
+    clock = task.Clock()
+    clock.advance(NOW)
+    registry = Registry(factory.create("inmemory", {}, clock), clock=clock)   # its modtimes follow *clock*
+    orphan = await push(registry.repository("gc/dry"), b"unreferenced")
+    clock.advance(7200)
+    gc = OnlineGC(registry, _gc_config("{enabled: true, interval: 1h, graceperiod: 1h, dryrun: true}"), clock)
+    result = await gc.run_once()
+    assert (result.blobs_eligible, result.blobs_deleted, result.bytes_freed) == (1, 0, len(b"unreferenced"))
+    assert await exists(registry, orphan.digest)
