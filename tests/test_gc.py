@@ -8,7 +8,7 @@ from twisted.internet import task
 from distregistry import manifest as mf
 from distregistry.config import Config, ConfigError
 from distregistry.errcode import ErrorCode, RegistryError
-from distregistry.gc.collect import Report, garbage_collect
+from distregistry.gc.collect import Report, garbage_collect, tty_progress
 from distregistry.gc.guard import GCGuard
 from distregistry.gc.mark import GCError
 from distregistry.gc.online import OnlineGC
@@ -196,3 +196,18 @@ async def test_online_dry_run_deletes_nothing():
     result = await gc.run_once()
     assert (result.blobs_eligible, result.blobs_deleted, result.bytes_freed) == (1, 0, len(b"unreferenced"))
     assert await exists(registry, orphan.digest)
+
+
+def test_progress_only_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert tty_progress(io.StringIO()) is None
+    out = Terminal()
+    show = tty_progress(out)
+    show("deleting blobs", 1, 4)
+    show("deleting blobs", 4, 4)
+    assert out.getvalue() == "\rdeleting blobs: 1/4 (25%)\rdeleting blobs: 4/4 (100%)\n"
