@@ -23,6 +23,27 @@ class GCError(Exception):
     """The run stopped before deleting anything it could not prove unreferenced."""
 
 
+async def digest_dirs(state, root):
+    """``[(digest, path)]`` of the ``<root>/<alg>/<hex>`` directories ([] if *root* is absent)."""
+    try:
+        algorithms = await state.call(state.driver.list, root)
+    except PathNotFoundError:
+        return []
+    found = []
+    for algorithm_dir in algorithms:
+        try:
+            entries = await state.call(state.driver.list, algorithm_dir)
+        except PathNotFoundError:
+            continue
+        algorithm = algorithm_dir.rpartition("/")[2]
+        for entry in entries:
+            try:
+                found.append((parse_digest(f"{algorithm}:{entry.rpartition('/')[2]}"), entry))
+            except RegistryError:
+                pass   # registry:2 cannot read such a path as a digest either
+    return found
+
+
 async def link_files(state, root):
     """``[(digest, modtime)]`` of the ``<alg>/<hex>/link`` files below *root* ([] if absent).
 
@@ -31,22 +52,7 @@ async def link_files(state, root):
     a blob or manifest DELETE leaves) links nothing, as for registry:2.
     """
     driver = state.driver
-    try:
-        algorithms = await state.call(driver.list, root)
-    except PathNotFoundError:
-        return []
-    candidates = []
-    for algorithm_dir in algorithms:
-        try:
-            entries = await state.call(driver.list, algorithm_dir)
-        except PathNotFoundError:
-            continue
-        algorithm = algorithm_dir.rpartition("/")[2]
-        for entry in entries:
-            try:
-                candidates.append((parse_digest(f"{algorithm}:{entry.rpartition('/')[2]}"), entry + "/link"))
-            except RegistryError:
-                pass   # registry:2 cannot read such a path as a digest either
+    candidates = [(digest, path + "/link") for digest, path in await digest_dirs(state, root)]
 
     async def stat(link):
         try:

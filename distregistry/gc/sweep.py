@@ -3,6 +3,7 @@ then blobs, then layer links, each re-checked right before it is deleted."""
 
 import posixpath
 
+from distregistry.gc.mark import digest_dirs
 from distregistry.registry import gather, paths
 from distregistry.storage.driver.base import PathNotFoundError
 
@@ -16,18 +17,8 @@ async def tag_history(state, name):
         return {}
     history = {}
     for tag in sorted(entry.rpartition("/")[2] for entry in entries):
-        try:
-            algorithms = await state.call(driver.list, paths.tag_index_dir(name, tag))
-        except PathNotFoundError:
-            continue
-        for algorithm_dir in algorithms:
-            try:
-                digests = await state.call(driver.list, algorithm_dir)
-            except PathNotFoundError:
-                continue
-            algorithm = algorithm_dir.rpartition("/")[2]
-            for entry in digests:
-                history.setdefault(f"{algorithm}:{entry.rpartition('/')[2]}", []).append(tag)
+        for digest, _ in await digest_dirs(state, paths.tag_index_dir(name, tag)):
+            history.setdefault(digest, []).append(tag)
     return history
 
 
