@@ -211,3 +211,23 @@ def test_progress_only_on_a_terminal():
     show("deleting blobs", 1, 4)
     show("deleting blobs", 4, 4)
     assert out.getvalue() == "\rdeleting blobs: 1/4 (25%)\rdeleting blobs: 4/4 (100%)\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_gc_clears_the_descriptor_cache_of_what_it_deletes():
+    from distregistry.storage.cache.inmemory import InMemoryDescriptorCache
+
+    clock = task.Clock()
+    clock.advance(NOW)
+    cache = InMemoryDescriptorCache()
+    registry = Registry(factory.create("inmemory", {}, clock), delete_enabled=True, clock=clock, blob_cache=cache)
+    for name in ("gc/one", "gc/two"):
+        repo = registry.repository(name)
+        await push(repo, b"garbage blob")
+        assert (await repo.blobs.stat(sha(b"garbage blob"))).size == len(b"garbage blob")   # now cached
+    result = await garbage_collect(registry, Options(), Lines().report())
+    assert result.blobs_deleted == 1
+    for name in ("gc/one", "gc/two"):
+        with pytest.raises(RegistryError) as info:
+            await registry.repository(name).blobs.stat(sha(b"garbage blob"))
+        assert info.value.code is ErrorCode.BLOB_UNKNOWN

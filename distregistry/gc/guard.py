@@ -92,8 +92,9 @@ class GCGuard:
 
     def add_invalidator(self, fn):
         """``fn(kind, repository, digest)`` is called after GC deleted something: kind "blob"
-        (repository None: the data is gone for every repository) or "layer" (one repository's
-        link). Descriptor caches (in-memory, Redis) plug in here."""
+        once with repository None (the data is gone for every repository) and once for each
+        repository linking it, "layer" (one repository's link) or "manifest" (a revision).
+        Descriptor caches (in-memory, Redis) plug in here; *fn* may return a Deferred."""
         self._invalidators.append(fn)
 
     def deleted(self, kind, repository, digest):

@@ -100,9 +100,10 @@ async def _untouched(state, path):
     return not state.is_young(info.modtime)
 
 
-async def _guarded_delete(state, digest, check_path, delete_path, kind, name, report):
+async def _guarded_delete(state, digest, check_path, delete_path, kind, name, report, linked=()):
     """Delete *delete_path* unless a push recorded *digest* (the guard) or *check_path* was
-    modified since the mark; True if deleted."""
+    modified since the mark; True if deleted. The invalidation hook hears of it for *name*
+    and for each repository in *linked* (those whose cached descriptor of a blob is now wrong)."""
     guard = state.guard
     if guard is not None and not guard.claim(digest, state.since):
         report.kept(kind, name, digest)
@@ -114,6 +115,8 @@ async def _guarded_delete(state, digest, check_path, delete_path, kind, name, re
         report.deleting(kind, delete_path)
         await _delete_quietly(state, delete_path)
         await state.invalidate(kind, name, digest)
+        for repository in linked:
+            await state.invalidate(kind, repository, digest)
         return True
     finally:
         if guard is not None:
@@ -127,9 +130,14 @@ async def sweep_blobs(state, blobs, report):
     if state.options.dry_run:
         return sum(size for _, size in blobs)
 
+    # Every repository linking an unmarked blob has that link among the layer candidates.
+    linked = {}
+    for name, digest in state.layer_candidates:
+        linked.setdefault(digest, []).append(name)
+
     async def one(digest, size):
         deleted = await _guarded_delete(state, digest, paths.blob_data(digest), paths.blob_dir(digest),
-                                        "blob", None, report)
+                                        "blob", None, report, linked.get(digest, ()))
         report.swept(deleted)
         return size if deleted else 0
 

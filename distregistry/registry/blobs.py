@@ -71,18 +71,27 @@ class BlobStore:
     @deferred
     async def stat(self, digest):
         canonical = checked_digest(digest)
-        if canonical is not None:
-            # A client told "exists" (HEAD before a push, a mount, a manifest's check) may build
-            # on it: online GC keeps what was asked for within its grace period, and a delete
-            # already under way finishes before we look, so we answer "unknown" instead.
-            await self._repository.registry.gc_guard.record([canonical])
-        if canonical is None or await read_link(self._driver, paths.layer_link(self._name, canonical)) != canonical:
+        if canonical is None:
+            raise self._unknown(digest)
+        # A client told "exists" (HEAD before a push, a mount, a manifest's check) may build on
+        # it: online GC keeps what was asked for within its grace period, and a delete already
+        # under way finishes before we look (the cache too), so we answer "unknown" instead.
+        await self._repository.registry.gc_guard.record([canonical])
+        cache = self._repository.registry.blob_cache
+        if cache is not None:
+            cached = await cache.get(self._name, canonical)
+            if cached is not None:
+                return cached
+        if await read_link(self._driver, paths.layer_link(self._name, canonical)) != canonical:
             raise self._unknown(digest)
         size = await blob_size(self._driver, canonical)
         if size is None:
             # A link left behind by GC or a partial copy: registry:2 answers unknown too.
             raise self._unknown(digest)
-        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=canonical, size=size)
+        descriptor = Descriptor(media_type=BLOB_MEDIA_TYPE, digest=canonical, size=size)
+        if cache is not None:
+            await cache.set(self._name, descriptor)
+        return descriptor
 
     @deferred
     async def open(self, digest, offset=0):
@@ -109,6 +118,11 @@ class BlobStore:
             await self._driver.delete(paths.layer_link(self._name, descriptor.digest))
         except PathNotFoundError:
             raise self._unknown(descriptor.digest) from None
+        finally:
+            # Also when the link was already gone: the entry said it was there.
+            cache = self._repository.registry.blob_cache
+            if cache is not None:
+                await cache.clear(self._name, descriptor.digest)
         log.info("blob {digest} unlinked from {repository}", digest=descriptor.digest, repository=self._name)
 
     @deferred

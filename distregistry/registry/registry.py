@@ -55,18 +55,25 @@ class Repository:
 
 @implementer(IRegistry)
 class Registry:
-    def __init__(self, driver, *, delete_enabled=False, validation=None, clock=None):
+    def __init__(self, driver, *, delete_enabled=False, validation=None, clock=None, blob_cache=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.driver = driver
         self.delete_enabled = delete_enabled
         self.validation = validation if validation is not None else Validation()
         self.clock = clock
+        # storage.cache.blobdescriptor (distregistry.storage.cache), None without one
+        self.blob_cache = blob_cache
         # Process-wide, not per Repository: the API makes a Repository per request.
         self.hash_states = HashStateCache()
         self.upload_locks = SessionLocks()
         # What pushes rely on, so online GC leaves it alone; GC's cache invalidation hook.
         self.gc_guard = GCGuard(clock)
+        if blob_cache is not None:
+            # A cached descriptor answers stat without looking at storage: it must go with
+            # what GC deletes, per repository (a blob's data goes for every repository).
+            self.gc_guard.add_invalidator(
+                lambda kind, repository, digest: None if repository is None else blob_cache.clear(repository, digest))
 
     def repository(self, name):
         validate_name(name)
