@@ -7,9 +7,12 @@ from twisted.application import internet, service
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, LogLevel
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
+from distregistry.auth import make_access_controller
+from distregistry.auth.issuer import make_issuer_site
 from distregistry.config import Config
 from distregistry.gc.online import OnlineGC
 from distregistry.logs import AccessLog
@@ -17,6 +20,7 @@ from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
 from distregistry.storage import cache as descriptor_cache
 from distregistry.storage.driver import factory
+from distregistry.tls import certificate_options
 
 log = Logger()
 
@@ -112,20 +116,35 @@ class RegistryService(service.MultiService):
         return defer.ensureDeferred(self._stop())
 
 
+def _listener(reactor_, listen, site, tls, source, section):
+    """A service listening on *listen* (an HTTPConfig or TokenServerConfig), with TLS over
+    whatever endpoint it names (tcp or a unix socket) when *tls* is set."""
+    factory_ = site
+    if tls is not None:
+        factory_ = TLSMemoryBIOFactory(certificate_options(tls, source, section), False, site)
+    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(listen))
+    listener = internet.StreamServerEndpointService(endpoint, factory_)
+    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
+    return listener
+
+
 def make_service(config, reactor_=reactor):
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     blob_cache = descriptor_cache.build(config.storage.blobdescriptor_cache, config.storage.blobdescriptor_size,
                                         config.redis, reactor_)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation,
                         blob_cache=blob_cache)
-    api = RegistryAPI(registry, config)
+    access = make_access_controller(config.auth, reactor_, config.source)
+    api = RegistryAPI(registry, config, access)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_, blob_cache)
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
-    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
-    listener = internet.StreamServerEndpointService(endpoint, site)
-    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
-    listener.setServiceParent(top)
+    _listener(reactor_, config.http, site, config.http.tls, config.source, "http.tls").setServiceParent(top)
+    ts = config.tokenserver
+    if ts is not None:
+        # The built-in token issuer, on its own port.
+        issuer = make_issuer_site(ts, config.source, reactor_)
+        _listener(reactor_, ts, issuer, ts.tls, config.source, "tokenserver.tls").setServiceParent(top)
     purging = config.storage.uploadpurging
     if purging.enabled and not config.storage.readonly:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)

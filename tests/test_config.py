@@ -330,10 +330,8 @@ NOT_SUPPORTED_YAML = {
        for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint", "redirectendpoint")},
     "storage.gcs": "storage: gcs",
     "storage.azure": "storage: {azure: }",
-    "auth.htpasswd": "auth: {htpasswd: {realm: r, path: /p}}",
-    "auth.token": "auth: token",
-    "auth.silly": "auth: {silly: }",
-    "http.tls": "http: {tls: {certificate: /c, key: /k}}",
+    "http.tls.letsencrypt": "http: {tls: {letsencrypt: {cachefile: /c}}}",
+    "tokenserver.tls.letsencrypt": "tokenserver: {tls: {letsencrypt: {cachefile: /c}}}",
     "http.debug": "http: {debug: {addr: ':5001'}}",
     "http.h2c": "http: {h2c: {enabled: true}}",
     "notifications": "notifications: {endpoints: [{name: a, url: 'http://x'}]}",
@@ -474,8 +472,8 @@ def test_go_field_names_not_yaml_keys_name_struct_fields():
     assert e.keypath == "notifications"
     e = error(env={"REGISTRY_LOG_HOOKS_0_MAILOPTIONS_SMTP_ADDR": "mail:25"})
     assert e.keypath == "log.hooks"
-    e = error(env={"REGISTRY_HTTP_TLS_CLIENTCAS_0": "/ca.pem"})
-    assert e.keypath == "http.tls"
+    e = error(env={"REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0": "a.example"})
+    assert e.keypath == "http.tls.letsencrypt"
     # redis' inline options: with or without the Go field name
     assert error(env={"REGISTRY_REDIS_ADDRS": "[r:6379]", "REGISTRY_REDIS_MASTERNAME": "m"}).variables == (
         "REGISTRY_REDIS_MASTERNAME",)

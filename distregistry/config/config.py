@@ -17,6 +17,7 @@ from .node import Context, Node, show
 from .redis import RedisConfig
 from .schema import CONFIGURATION
 from .storage import StorageConfig
+from .tokenserver import TokenServerConfig
 from .validation import ValidationConfig
 from .yamlsrc import load_yaml, scalar_text
 
@@ -35,6 +36,7 @@ SECTIONS = {
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
     "redis": RedisConfig.parse,
+    "tokenserver": TokenServerConfig.parse,
 }
 
 
@@ -50,6 +52,7 @@ class Config:
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
     redis = attr.ib()  # RedisConfig, or None when the section is absent
+    tokenserver = attr.ib()  # TokenServerConfig, or None
 
     @classmethod
     def load(cls, path=None, environ=None):

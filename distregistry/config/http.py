@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 import attr
 
 from .node import show
+from .tls import TLSConfig
 
 DEFAULT_ADDR = ":5000"
 NETS = ("tcp", "unix")
@@ -81,6 +82,7 @@ class HTTPConfig:
     draintimeout = attr.ib()  # seconds to drain connections on shutdown; 0: no drain
     headers = attr.ib()  # dict canonical name -> list of values, added to API responses
     http2_disabled = attr.ib()  # bool
+    tls = attr.ib()  # TLSConfig, or None for plain HTTP
 
     @classmethod
     def parse(cls, root):
@@ -103,4 +105,5 @@ class HTTPConfig:
             draintimeout=node["draintimeout"].as_duration(0.0),
             headers=_headers(node["headers"]),
             http2_disabled=node["http2"]["disabled"].as_bool(False),
+            tls=TLSConfig.parse(node["tls"]),
         )

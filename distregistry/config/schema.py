@@ -123,15 +123,17 @@ _STORAGE = Map(
     shorthand=True,
 )
 
+_TLS = struct(
+    "certificate", "key", "clientauth", "minimumtls",
+    clientcas=_STRINGS,
+    ciphersuites=_STRINGS,
+    letsencrypt=struct("cachefile", "email", "directoryurl", hosts=_STRINGS),
+)
+
 _HTTP = struct(
     "addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout",
     headers=_HEADERS,
-    tls=struct(
-        "certificate", "key", "clientauth", "minimumtls",
-        clientcas=_STRINGS,
-        ciphersuites=_STRINGS,
-        letsencrypt=struct("cachefile", "email", "directoryurl", hosts=_STRINGS),
-    ),
+    tls=_TLS,
     debug=struct("addr", prometheus=struct("enabled", "path")),
     http2=struct("disabled"),
     h2c=struct("enabled"),
@@ -199,6 +201,13 @@ CONFIGURATION = struct(
         ),
     ),
     policy=struct(repository=struct(classes=_STRINGS)),
+    # distregistry's own: the built-in token server (config/tokenserver.py).
+    tokenserver=struct(
+        "addr", "issuer", "service", "signingkey", "htpasswd", "expiration", "refreshexpiration",
+        tls=_TLS,
+        groups=Map(_STRINGS),
+        access=List(struct("type", "name", users=_STRINGS, groups=_STRINGS, actions=_STRINGS)),
+    ),
 )
 
 # Keys registry:2 understands that this build does not implement yet. Setting one (to anything
@@ -209,8 +218,7 @@ NOT_SUPPORTED = frozenset({
     *(f"storage.{d}.{k}" for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint",
                                                                  "redirectendpoint")),
     "storage.gcs", "storage.azure",
-    "auth.htpasswd", "auth.token", "auth.silly",
-    "http.tls", "http.debug", "http.h2c",
+    "http.tls.letsencrypt", "http.debug", "http.h2c", "tokenserver.tls.letsencrypt",
     "notifications", "redis.mastername", "health", "proxy", "middleware", "policy",
 })
 
