@@ -3,7 +3,8 @@
 ``distregistry serve [CONFIG]`` runs the daemon in the foreground through twistd (so it
 is exactly what ``twistd -n distregistry -c CONFIG`` runs); ``distregistry config check
 [CONFIG]`` validates a config file and prints its warnings; ``distregistry webhook-echo
---port N`` prints the notification events sent to it.
+--port N`` prints the notification events sent to it; ``distregistry garbage-collect``
+is registry:2's offline GC (``distregistry.gc.command``).
 """
 
 import argparse
@@ -58,6 +59,9 @@ def main(argv=None):
     echo.add_argument("--interface", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     echo.add_argument("--status", type=int, default=200, help="answer with this status (e.g. 500 to try retries)")
     echo.set_defaults(func=_webhook_echo)
+    from distregistry.gc import command as gc_command
+
+    gc_command.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

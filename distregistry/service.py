@@ -1,5 +1,5 @@
 """Builds the daemon's one MultiService from a Config: the API site on its endpoint, the
-upload purger, and the storage driver's lifetime."""
+upload purger, the online garbage collector, and the storage driver's lifetime."""
 
 import random
 
@@ -14,6 +14,7 @@ from distregistry.api.drain import DrainService
 from distregistry.auth import make_access_controller
 from distregistry.auth.issuer import make_issuer_site
 from distregistry.config import Config
+from distregistry.gc.online import OnlineGC
 from distregistry.logs import AccessLog
 from distregistry.notifications.service import NotificationService
 from distregistry.registry import Registry
@@ -171,4 +172,6 @@ def make_service(config, reactor_=reactor, worker=None):
     # One purger per registry, not per worker: worker 0's.
     if purging.enabled and not config.storage.readonly and worker == 0:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)
+    if config.storage.gc.enabled:
+        OnlineGC(registry, config.storage.gc, reactor_).setServiceParent(top)
     return top

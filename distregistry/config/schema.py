@@ -104,6 +104,7 @@ _STORAGE = Map(
         "maintenance": params(
             uploadpurging=params("enabled", "age", "interval", "dryrun"),
             readonly=params("enabled"),
+            gc=params("enabled", "interval", "graceperiod", "dryrun"),   # distregistry's own
         ),
         "cache": params("blobdescriptor", "blobdescriptorsize", "layerinfo"),
         "delete": params("enabled"),

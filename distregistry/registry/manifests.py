@@ -85,6 +85,9 @@ class ManifestStore:
         if reference is not None and is_digest(reference):
             if parse_digest(reference) != m.digest:
                 raise RegistryError(ErrorCode.DIGEST_INVALID)
+        # Before the references are checked: online GC must not delete what this manifest is
+        # about to point at, nor its own bytes if they are stored already (a re-push).
+        await self._repository.registry.gc_guard.record([m.digest] + [d.digest for d in m.references()])
         await self._verify(m, self._repository.validation)
 
         if await blob_size(self._driver, m.digest) is None:

@@ -4,6 +4,7 @@ import attr
 from zope.interface import implementer
 
 from distregistry.errcode import ErrorCode, RegistryError
+from distregistry.gc.guard import GCGuard
 from distregistry.reference import validate_name
 from distregistry.registry import deferred, paths
 from distregistry.registry.blobs import BlobStore
@@ -67,6 +68,13 @@ class Registry:
         self.hash_states = HashStateCache()
         self.upload_locks = SessionLocks()
         self.manifest_cache = ManifestCache()
+        # What pushes rely on, so online GC leaves it alone; GC's cache invalidation hook.
+        self.gc_guard = GCGuard(clock)
+        if blob_cache is not None:
+            # A cached descriptor answers stat without looking at storage: it must go with
+            # what GC deletes, per repository (a blob's data goes for every repository).
+            self.gc_guard.add_invalidator(
+                lambda kind, repository, digest: None if repository is None else blob_cache.clear(repository, digest))
 
     def repository(self, name):
         validate_name(name)

@@ -264,6 +264,9 @@ class UploadStore:
                      uuid=uuid, repository=self._name, provided=digest, computed=computed)
             raise RegistryError(ErrorCode.DIGEST_INVALID, detail={"Digest": digest, "Reason": {}})
 
+        # Before the existence check in _move_into_place: an online GC deleting this digest
+        # finishes first, so the check cannot see data that is about to go.
+        await self._repository.registry.gc_guard.record([digest])
         await self._move_into_place(uuid, digest)
         await self._repository.blobs.link(digest)
         try:
