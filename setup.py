@@ -10,7 +10,9 @@ setup(
         "distregistry",
         "distregistry.api",
         "distregistry.config",
+        "distregistry.health",
         "distregistry.manifest",
+        "distregistry.metrics",
         "distregistry.registry",
         "distregistry.storage",
         "distregistry.storage.driver",
@@ -24,6 +26,7 @@ setup(
         "PyYAML>=6.0",
         "attrs>=22.2",
         "zope.interface>=8",
+        "prometheus-client>=0.20",
     ],
     entry_points={"console_scripts": ["distregistry = distregistry.cli:main"]},
 )

@@ -1,5 +1,6 @@
 """Builds the daemon's one MultiService from a Config: the API site on its endpoint, the
-upload purger, and the storage driver's lifetime."""
+upload purger, the storage driver's lifetime, and what ``operating`` adds (metrics, health
+checks, debug site, SIGHUP reload)."""
 
 import random
 
@@ -8,12 +9,14 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, LogLevel
 
+from distregistry import operating
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
 from distregistry.config import Config
 from distregistry.logs import AccessLog
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
+from distregistry.reload import ReloadHooks
 from distregistry.storage.driver import factory
 
 log = Logger()
@@ -37,13 +40,21 @@ def _endpoint_description(http):
 
 class UploadPurger(service.Service):
     """registry:2's upload purger: first run after a random delay (so replicas spread out),
-    then every ``interval``; a failing run is logged and never stops the schedule."""
+    then every ``interval``; a failing run is logged and never stops the schedule. Runs are
+    skipped while *readonly()* is true (read-only mode can be switched on by SIGHUP)."""
 
-    def __init__(self, driver, config, clock=reactor):
+    def __init__(self, driver, config, clock=reactor, readonly=lambda: False):
         self._driver = driver
         self._config = config
         self._clock = clock
+        self._readonly = readonly
         self._call = None
+
+    def reconfigure(self, config):
+        """New age, interval and dryrun (SIGHUP); the next run is due after the new interval."""
+        self._config = config
+        if self._call is not None and self._call.active():
+            self._call.reset(config.interval)
 
     def startService(self):
         super().startService()
@@ -53,6 +64,11 @@ class UploadPurger(service.Service):
 
     async def _purge(self):
         cfg = self._config
+        if not cfg.enabled:   # switched off by SIGHUP
+            return
+        if self._readonly():
+            log.info("upload purge skipped: the registry is in read-only mode")
+            return
         try:
             await purge_uploads(self._driver, self._clock.seconds() - cfg.age, not cfg.dryrun)
         except Exception:
@@ -78,6 +94,8 @@ class RegistryService(service.MultiService):
         self.config = config
         self.driver = driver
         self._reactor = reactor_
+        # What a SIGHUP may change (distregistry.reload): other parts register theirs here.
+        self.reload_hooks = ReloadHooks()
 
     def privilegedStartService(self):
         # registry:2 exits with one line ("listen tcp ...: bind: address already in use"), not a traceback.
@@ -109,8 +127,10 @@ class RegistryService(service.MultiService):
 
 def make_service(config, reactor_=reactor):
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
+    driver = operating.instrument_driver(config, driver)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
     api = RegistryAPI(registry, config)
+    health = operating.prepare(config, api, driver, reactor_)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_)
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
@@ -119,6 +139,9 @@ def make_service(config, reactor_=reactor):
     listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
     listener.setServiceParent(top)
     purging = config.storage.uploadpurging
-    if purging.enabled and not config.storage.readonly:
-        UploadPurger(driver, purging, reactor_).setServiceParent(top)
+    purger = None
+    if purging.enabled:
+        purger = UploadPurger(driver, purging, reactor_, readonly=lambda: api.readonly)
+        purger.setServiceParent(top)
+    operating.add_services(top, config, api, health, reactor_, _endpoint_description, purger)
     return top

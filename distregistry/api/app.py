@@ -18,6 +18,7 @@ from distregistry.api.state import StateSigner
 from distregistry.api.streaming import BoundedBody, RegistryRequest
 from distregistry.api.urls import URLBuilder, query_args
 from distregistry.errcode import ErrorCode, RegistryError
+from distregistry.health import HealthGate
 
 SERVER = f"distregistry/{__version__}".encode()
 MUTATING = frozenset([b"POST", b"PUT", b"PATCH", b"DELETE"])
@@ -56,6 +57,10 @@ class RegistryAPI:
         self.readonly = config.storage.readonly
         self.redirect = not config.storage.redirect_disabled
         self._headers = [(k.encode(), [v.encode() for v in vs]) for k, vs in http.headers.items()]
+        # Set by the service when configured: HTTPInstrumentation (http.debug.prometheus) and
+        # HealthService (health), which make_site puts in front of the API.
+        self.metrics = None
+        self.health = None
         self.app = Klein()
         for endpoint, rule, methods, handler in ROUTES:
             self._add_route(endpoint, http.prefix + rule, methods, handler)
@@ -67,10 +72,12 @@ class RegistryAPI:
     # -- routing -------------------------------------------------------------------------
     def _add_route(self, endpoint, rule, methods, handler):
         def view(request, **kwargs):
-            return defer.ensureDeferred(self._dispatch(request, handler, kwargs))
+            return defer.ensureDeferred(self._dispatch(request, endpoint, handler, kwargs))
         self.app.route(rule, methods=methods, endpoint=endpoint)(view)
 
-    async def _dispatch(self, request, handler, kwargs):
+    async def _dispatch(self, request, endpoint, handler, kwargs):
+        if self.metrics is not None:
+            self.metrics.begin(request, endpoint)
         self._common_headers(request)
         try:
             if self.readonly and request.method in MUTATING:
@@ -129,12 +136,16 @@ class RegistryAPI:
     # -- bodies --------------------------------------------------------------------------
     def body_sink(self, request, method, path, length):
         """Called from RegistryRequest.gotLength: where this request's body goes."""
-        if method in (b"PATCH", b"PUT", b"POST") and not self.readonly:
+        gated = self.health is not None and self.health.failing   # the gate answers 503: store nothing
+        if method in (b"PATCH", b"PUT", b"POST") and not self.readonly and not gated:
             matched = self.match(method, path)
             if (matched is not None and matched[0] in ("blob_upload", "blob_upload_chunk")
                     and _verbatim(matched[1]["name"], path)):
                 sink = uploads.body_sink(self, request, method, length, *matched)
                 if sink is not None:
+                    if self.metrics is not None:
+                        # Counted from now, so in-flight and duration cover the body.
+                        self.metrics.begin(request, matched[0])
                     return sink
         return BoundedBody(SMALL_BODY_LIMIT)
 
@@ -143,7 +154,10 @@ class RegistryAPI:
 
 
 def make_site(api, access_log=None):
-    site = server.Site(api.resource())
+    root = api.resource()
+    if api.health is not None:
+        root = HealthGate(root, api.health)
+    site = server.Site(root)
     # HTTP/1.1 only (no h2 switch): Twisted's h2 costs ~4x the CPU per byte (twisted.md 5.4).
     site.protocol = RegistryChannel
     site.connections = set()

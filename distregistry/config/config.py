@@ -9,7 +9,9 @@ import attr
 from .audit import audit
 from .auth import parse_auth
 from .environ import CONFIG_PATH_VARIABLE, apply_overrides
+from .debug import DebugConfig
 from .errors import ConfigError
+from .health import HealthConfig
 from .http import HTTPConfig
 from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
@@ -33,6 +35,8 @@ SECTIONS = {
     "catalog": CatalogConfig.parse,
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
+    "debug": DebugConfig.parse,  # http.debug
+    "health": HealthConfig.parse,
 }
 
 
@@ -47,6 +51,8 @@ class Config:
     catalog = attr.ib()  # CatalogConfig
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
+    debug = attr.ib()  # DebugConfig (http.debug)
+    health = attr.ib()  # HealthConfig
 
     @classmethod
     def load(cls, path=None, environ=None):

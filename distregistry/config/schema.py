@@ -195,8 +195,8 @@ NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
     "storage.s3", "storage.s3aws", "storage.gcs", "storage.azure", "storage.cache",
     "auth.htpasswd", "auth.token", "auth.silly",
-    "http.tls", "http.debug", "http.h2c",
-    "notifications", "redis", "health", "proxy", "middleware", "policy",
+    "http.tls", "http.h2c",
+    "notifications", "redis", "proxy", "middleware", "policy",
 })
 
 # registry:2 2.8 keys that 3.x dropped: warned about and ignored, as 3.x ignores them.
