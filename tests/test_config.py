@@ -335,11 +335,9 @@ NOT_SUPPORTED_YAML = {
     "auth.token": "auth: token",
     "auth.silly": "auth: {silly: }",
     "http.tls": "http: {tls: {certificate: /c, key: /k}}",
-    "http.debug": "http: {debug: {addr: ':5001'}}",
     "http.h2c": "http: {h2c: {enabled: true}}",
     "notifications": "notifications: {endpoints: [{name: a, url: 'http://x'}]}",
     "redis": "redis: {addrs: [localhost:6379]}",
-    "health": "health: {storagedriver: {enabled: true}}",
     "proxy": "proxy: {remoteurl: 'https://registry-1.docker.io'}",
     "middleware": "middleware: {storage: [{name: redirect}]}",
     "policy": "policy: {repository: {classes: [image]}}",
@@ -469,8 +467,7 @@ def test_a_second_driver_by_override_is_an_error_naming_it():
 
 
 def test_go_field_names_not_yaml_keys_name_struct_fields():
-    e = error(env={"REGISTRY_HEALTH_FILECHECKERS_0_FILE": "/tmp/down"})
-    assert str(e) == "config.yml: health: not supported yet (from REGISTRY_HEALTH_FILECHECKERS_0_FILE)"
+    assert parse(env={"REGISTRY_HEALTH_FILECHECKERS_0_FILE": "/tmp/down"}).health.file[0].file == "/tmp/down"
     e = error(env={"REGISTRY_NOTIFICATIONS_EVENTCONFIG_INCLUDEREFERENCES": "true"})
     assert e.keypath == "notifications"
     e = error(env={"REGISTRY_LOG_HOOKS_0_MAILOPTIONS_SMTP_ADDR": "mail:25"})
