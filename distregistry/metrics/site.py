@@ -5,7 +5,7 @@ has neither the API's headers nor its health gate."""
 import json
 
 from klein import Klein
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from twisted.internet import defer, threads
 from twisted.web import server
 
@@ -26,7 +26,8 @@ class DebugSite:
         # The process collector reads /proc: off the reactor thread, like any file I/O.
         body = await threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
                                                generate_latest, REGISTRY)
-        return _respond(request, 200, body, CONTENT_TYPE_LATEST)
+        # The classic text format every Prometheus reads (as Go's promhttp serves by default).
+        return _respond(request, 200, body, CONTENT_TYPE_PLAIN_0_0_4)
 
     def health(self, request):
         # registry:2's StatusHandler: 200 {} or 503 {"<check>": "<error>"}.
