@@ -2,7 +2,10 @@
 place: request and storage metrics (``http.debug.prometheus``), health checks and their API
 gate (``health``), the debug site (``http.debug.addr``) and the SIGHUP reload with the
 settings it applies itself (``log.level``, ``storage.readonly``, ``storage.uploadpurging``,
-``health``)."""
+``health``).
+
+The metrics modules are imported only when configured: prometheus_client and the debug
+site would otherwise add to every start-up (and to every ``config check`` failure)."""
 
 import types
 
@@ -11,35 +14,40 @@ from twisted.internet import endpoints
 
 from distregistry import logs
 from distregistry.health import HealthService
-from distregistry.metrics.http import HTTPInstrumentation
-from distregistry.metrics.site import DebugSite
-from distregistry.metrics.storage import InstrumentedDriver
 from distregistry.reload import Reloader
 
 
 def instrument_driver(config, driver):
     """The driver to build the registry on: timed when metrics are on (as in registry:2,
     also without a debug address)."""
-    return InstrumentedDriver(driver) if config.debug.prometheus_enabled else driver
+    if not config.debug.prometheus_enabled:
+        return driver
+    from distregistry.metrics.storage import InstrumentedDriver
+
+    return InstrumentedDriver(driver)
 
 
 def prepare(config, api, driver, reactor):
-    """Set the API's metrics and health gate (before make_site); the HealthService or None."""
+    """Set the API's metrics and health checks (before make_site, which puts the gate in front)."""
     if config.debug.prometheus_enabled:
+        from distregistry.metrics.http import HTTPInstrumentation
+
         api.metrics = HTTPInstrumentation()
-    health = HealthService(config.health, driver, reactor)
-    # Without checks there is no gate in front of the API; one added by SIGHUP needs a restart.
-    api.health = health if config.health.checks else None
-    return health
+    # Without checks there is no gate in front of the API; checks added by SIGHUP need a restart.
+    if config.health.checks:
+        api.health = HealthService(config.health, driver, reactor)
 
 
-def add_services(top, config, api, health, reactor, endpoint_description, purger=None):
+def add_services(top, config, api, reactor, endpoint_description, purger=None):
     """Health checks, debug site and reloader as children of *top* (after the API listener,
     so they stop before the drain)."""
-    if api.health is not None:
+    health = api.health
+    if health is not None:
         health.setServiceParent(top)
     if config.debug.addr:
-        debug = DebugSite(config.debug, api.health, reactor)
+        from distregistry.metrics.site import DebugSite
+
+        debug = DebugSite(config.debug, health, reactor)
         where = types.SimpleNamespace(net="tcp", addr=config.debug.addr)
         listener = internet.StreamServerEndpointService(
             endpoints.serverFromString(reactor, endpoint_description(where)), debug.site())
@@ -52,7 +60,7 @@ def add_services(top, config, api, health, reactor, endpoint_description, purger
     hooks = top.reload_hooks
     hooks.register(["log.level"], lambda new: logs.set_level(new.log.level))
     hooks.register(["storage.readonly"], apply_readonly)
-    if api.health is not None:
+    if health is not None:
         hooks.register(["health"], lambda new: health.reconfigure(new.health))
     if purger is not None:
         hooks.register(["storage.uploadpurging"], lambda new: purger.reconfigure(new.storage.uploadpurging))

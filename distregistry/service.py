@@ -130,7 +130,7 @@ def make_service(config, reactor_=reactor):
     driver = operating.instrument_driver(config, driver)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
     api = RegistryAPI(registry, config)
-    health = operating.prepare(config, api, driver, reactor_)
+    operating.prepare(config, api, driver, reactor_)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     top = RegistryService(config, driver, reactor_)
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
@@ -143,5 +143,5 @@ def make_service(config, reactor_=reactor):
     if purging.enabled:
         purger = UploadPurger(driver, purging, reactor_, readonly=lambda: api.readonly)
         purger.setServiceParent(top)
-    operating.add_services(top, config, api, health, reactor_, _endpoint_description, purger)
+    operating.add_services(top, config, api, reactor_, _endpoint_description, purger)
     return top

@@ -6,7 +6,6 @@ and ``/debug/health`` lists the failing checks."""
 
 import os
 
-import treq
 from twisted.application import service
 from twisted.internet import defer, endpoints, protocol, task, threads
 from twisted.logger import Logger
@@ -28,7 +27,7 @@ async def _storage_driver(reactor, driver, check):
     # is there but is not a directory (replaced, or a mount gone wrong) fails every write, so
     # it counts as a failure here too (registry:2 would call it healthy).
     try:
-        info = await _timeout(reactor, driver.stat("/"), check.interval)
+        info = await driver.stat("/").addTimeout(check.interval, reactor)
     except PathNotFoundError:
         return
     if not info.is_dir:
@@ -46,9 +45,10 @@ async def _file(reactor, check):
 
 
 async def _http(reactor, check):
-    headers = {name: values for name, values in check.headers.items()}
+    import treq   # only http checks need it; its import is a fifth of the daemon's start-up time
+
     try:
-        response = await treq.head(check.uri, headers=headers, timeout=check.timeout, reactor=reactor,
+        response = await treq.head(check.uri, headers=check.headers, timeout=check.timeout, reactor=reactor,
                                    persistent=False)
     except Exception as e:
         raise CheckFailed(f"{check.uri}: error while checking: {_reason(e)}") from None
@@ -69,11 +69,11 @@ async def _tcp(reactor, check):
 
 
 def _reason(error):
-    return getattr(error, "reasons", None) and str(error.reasons[0].value) or str(error) or type(error).__name__
-
-
-def _timeout(reactor, d, seconds):
-    return d.addTimeout(seconds, reactor)
+    # treq's ResponseFailed and the like wrap the cause in a list of Failures.
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        return str(reasons[0].value)
+    return str(error) or type(error).__name__
 
 
 def check_name(check, driver):

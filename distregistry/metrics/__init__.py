@@ -13,7 +13,7 @@ A metric is created once per process (module level); creating the same name twic
 """
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -32,8 +32,8 @@ SIZE_BUCKETS = tuple(1024.0 * 2 ** k for k in range(22))
 
 HTTP_IN_FLIGHT = Gauge("registry_http_in_flight_requests", "The in-flight HTTP requests",
                        ["handler"], registry=REGISTRY)
-HTTP_REQUESTS = prometheus_client.Counter("registry_http_requests_total", "Total number of HTTP requests made.",
-                                          ["handler", "code", "method"], registry=REGISTRY)
+HTTP_REQUESTS = Counter("registry_http_requests_total", "Total number of HTTP requests made.",
+                        ["handler", "code", "method"], registry=REGISTRY)
 HTTP_DURATION = Histogram("registry_http_request_duration_seconds", "The HTTP request latencies in seconds.",
                           ["handler", "method"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 HTTP_REQUEST_SIZE = Histogram("registry_http_request_size_bytes", "The HTTP request sizes in bytes.",
