@@ -305,6 +305,19 @@ def test_sighup_switches_readonly_without_restart(daemons):
     assert "configuration reload failed, keeping the running configuration" in log
     assert "storage.filesystem.maxthreads" in log
     assert d.request("POST", "/v2/ro/x/blobs/uploads/").status == 202
+
+    # log.level error: the info line of a started upload is no longer written.
+    def upload_logged():
+        r = d.request("POST", "/v2/ro/x/blobs/uploads/")
+        assert r.status == 202
+        uuid = r.header("Docker-Upload-UUID")
+        time.sleep(0.3)
+        return f"upload {uuid} started" in d.log_text()
+
+    assert upload_logged()
+    d.config_path.write_text(yaml.safe_dump({**d.config, "log": {"level": "error"}}, sort_keys=False))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: not upload_logged(), 15, "info lines to stop after log.level: error")
     assert d.pid == pid and d.running
 
 
