@@ -164,6 +164,7 @@ def test_metrics_during_skopeo_push_and_pull(daemons, skopeo, e2e_images, tmp_pa
     try:
         skopeo.copy(e2e_images.big.ref, d.docker_ref("metrics/big", "v1"))
         skopeo.copy(d.docker_ref("metrics/big", "v1"), f"oci:{tmp_path / 'pulled'}:v1")
+        assert d.request("DELETE", "/v2/_catalog").status == 405   # counted under "catalog"
     finally:
         scraper.stopped.set()
         scraper.join(10)
@@ -191,6 +192,7 @@ def test_metrics_during_skopeo_push_and_pull(daemons, skopeo, e2e_images, tmp_pa
     assert {"base", "blob", "blob_upload", "blob_upload_chunk", "manifest"} <= handlers, handlers
     assert {"get", "head", "post", "put"} <= {s.labels["method"] for s in requests}, requests
     assert {"200", "201", "202"} <= {s.labels["code"] for s in requests}, requests
+    assert {(s.labels["handler"], s.labels["code"], s.labels["method"]) for s in requests} >= {("catalog", "405", "delete")}
     actions = values("registry_storage_action_seconds", "action", "_count")
     assert {"GetContent", "PutContent", "Stat", "Move"} <= actions, actions
     assert {s.labels["driver"] for s in families["registry_storage_action_seconds"].samples} == {"filesystem"}

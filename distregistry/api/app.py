@@ -112,8 +112,14 @@ class RegistryAPI:
         return respond(request, 404, b"404 page not found\n", "text/plain; charset=utf-8")
 
     def _not_allowed(self, request, failure):
+        valid = sorted(failure.value.valid_methods or [])
+        if self.metrics is not None and valid:
+            # registry:2 counts a 405 under its route; only the route's own methods name it.
+            matched = self.match(valid[0].encode(), request.uri)
+            if matched is not None:
+                self.metrics.begin(request, matched[0])
         self._common_headers(request)
-        allowed = ", ".join(sorted(failure.value.valid_methods or []))
+        allowed = ", ".join(valid)
         return respond(request, 405, b"Method not allowed\n", "text/plain; charset=utf-8",
                        {"Allow": allowed})
 
