@@ -45,7 +45,7 @@ async def _file(reactor, check):
 
 
 async def _http(reactor, check):
-    import treq   # only http checks need it; its import is a fifth of the daemon's start-up time
+    import treq   # only http checks need it; importing it costs ~0.2 s of every start-up
 
     try:
         response = await treq.head(check.uri, headers=check.headers, timeout=check.timeout, reactor=reactor,
