@@ -16,6 +16,7 @@ from .http import HTTPConfig
 from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
 from .node import Context, Node, show
+from .redis import RedisConfig
 from .schema import CONFIGURATION
 from .storage import StorageConfig
 from .validation import ValidationConfig
@@ -35,6 +36,7 @@ SECTIONS = {
     "catalog": CatalogConfig.parse,
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
+    "redis": RedisConfig.parse,
     "debug": DebugConfig.parse,  # http.debug
     "health": HealthConfig.parse,
 }
@@ -51,6 +53,7 @@ class Config:
     catalog = attr.ib()  # CatalogConfig
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
+    redis = attr.ib()  # RedisConfig, or None when the section is absent
     debug = attr.ib()  # DebugConfig (http.debug)
     health = attr.ib()  # HealthConfig
 
