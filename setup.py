@@ -11,7 +11,9 @@ setup(
         "distregistry.api",
         "distregistry.auth",
         "distregistry.config",
+        "distregistry.health",
         "distregistry.manifest",
+        "distregistry.metrics",
         "distregistry.registry",
         "distregistry.storage",
         "distregistry.storage.driver",
@@ -27,6 +29,7 @@ setup(
         "zope.interface>=8",
         "bcrypt>=4",
         "PyJWT[crypto]>=2.8",
+        "prometheus-client>=0.20",
     ],
     entry_points={"console_scripts": ["distregistry = distregistry.cli:main"]},
 )

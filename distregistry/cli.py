@@ -2,7 +2,8 @@
 
 ``distregistry serve [CONFIG]`` runs the daemon in the foreground through twistd (so it
 is exactly what ``twistd -n distregistry -c CONFIG`` runs); ``distregistry config check
-[CONFIG]`` validates a config file and prints its warnings; ``distregistry webhook-echo
+[CONFIG]`` validates a config file and prints the effective configuration (defaults and
+``REGISTRY_*`` overrides applied, secrets masked) or the errors; ``distregistry webhook-echo
 --port N`` prints the notification events sent to it; ``distregistry garbage-collect``
 is registry:2's offline GC (``distregistry.gc.command``).
 """
@@ -23,7 +24,11 @@ def _serve(args):
 
 
 def _check(args):
+    import yaml
+
     from distregistry.config import Config, ConfigError
+    from distregistry.config.config import SECTIONS
+    from distregistry.config.effective import effective, mask
 
     try:
         cfg = Config.load(args.config)
@@ -32,7 +37,8 @@ def _check(args):
         return 1
     for warning in cfg.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{cfg.source}: ok")
+    print(f"# {cfg.source}: ok; effective configuration (durations in seconds, secrets masked):")
+    print(yaml.safe_dump(mask(effective(cfg, SECTIONS)), sort_keys=False, default_flow_style=False), end="")
     return 0
 
 
@@ -51,7 +57,7 @@ def main(argv=None):
     serve.set_defaults(func=_serve)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    check = config_sub.add_parser("check", help="validate a config file")
+    check = config_sub.add_parser("check", help="validate a config file and print the effective configuration")
     check.add_argument("config", nargs="?")
     check.set_defaults(func=_check)
     echo = sub.add_parser("webhook-echo", help="a webhook receiver printing the events it gets")

@@ -102,11 +102,14 @@ class _Formatter:
 def make_observer(log_config, stream=None):
     """A twisted.logger observer honouring the ``log`` section (application logs go to stderr)."""
     predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[log_config.level])
-    return FilteringLogObserver(_Formatter(log_config.formatter, log_config.fields, stream or sys.stderr),
-                                [predicate])
+    observer = FilteringLogObserver(_Formatter(log_config.formatter, log_config.fields, stream or sys.stderr),
+                                    [predicate])
+    observer.level_predicate = predicate
+    return observer
 
 
 _configured = []
+_observers = []
 
 
 def configure(log_config):
@@ -116,7 +119,15 @@ def configure(log_config):
 
 
 def configured_observer():
-    return make_observer(_configured[0])
+    observer = make_observer(_configured[0])
+    _observers.append(observer)
+    return observer
+
+
+def set_level(level):
+    """Apply a new ``log.level`` to the running daemon's log (SIGHUP reload)."""
+    for observer in _observers:
+        observer.level_predicate.setLogLevelForNamespace("", LEVELS[level])
 
 
 class AccessLog:

@@ -1,5 +1,6 @@
 """Builds the daemon's one MultiService from a Config: the API site on its endpoint, the
-upload purger, the online garbage collector, and the storage driver's lifetime."""
+upload purger, the online garbage collector, the storage driver's lifetime, and what
+``operating`` adds (metrics, health checks, debug site, SIGHUP reload)."""
 
 import random
 
@@ -9,6 +10,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from distregistry import operating
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
 from distregistry.auth import make_access_controller
@@ -19,6 +21,7 @@ from distregistry.logs import AccessLog
 from distregistry.notifications.service import NotificationService
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
+from distregistry.reload import ReloadHooks
 from distregistry.storage import cache as descriptor_cache
 from distregistry.storage.driver import factory
 from distregistry.tls import certificate_options
@@ -45,13 +48,21 @@ def _endpoint_description(http):
 
 class UploadPurger(service.Service):
     """registry:2's upload purger: first run after a random delay (so replicas spread out),
-    then every ``interval``; a failing run is logged and never stops the schedule."""
+    then every ``interval``; a failing run is logged and never stops the schedule. Runs are
+    skipped while *readonly()* is true (read-only mode can be switched on by SIGHUP)."""
 
-    def __init__(self, driver, config, clock=reactor):
+    def __init__(self, driver, config, clock=reactor, readonly=lambda: False):
         self._driver = driver
         self._config = config
         self._clock = clock
+        self._readonly = readonly
         self._call = None
+
+    def reconfigure(self, config):
+        """New age, interval and dryrun (SIGHUP); the next run is due after the new interval."""
+        self._config = config
+        if self._call is not None and self._call.active():
+            self._call.reset(config.interval)
 
     def startService(self):
         super().startService()
@@ -61,6 +72,11 @@ class UploadPurger(service.Service):
 
     async def _purge(self):
         cfg = self._config
+        if not cfg.enabled:   # switched off by SIGHUP
+            return
+        if self._readonly():
+            log.info("upload purge skipped: the registry is in read-only mode")
+            return
         try:
             await purge_uploads(self._driver, self._clock.seconds() - cfg.age, not cfg.dryrun)
         except Exception:
@@ -87,6 +103,8 @@ class RegistryService(service.MultiService):
         self.driver = driver
         self.blob_cache = blob_cache
         self._reactor = reactor_
+        # What a SIGHUP may change (distregistry.reload): other parts register theirs here.
+        self.reload_hooks = ReloadHooks()
 
     def privilegedStartService(self):
         # registry:2 exits with one line ("listen tcp ...: bind: address already in use"), not a traceback.
@@ -141,6 +159,7 @@ def make_service(config, reactor_=reactor, worker=None):
         # as REGISTRY_HTTP_SECRET (WorkerPool), so none of them generates its own.
         config = shared_secret(config)
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
+    driver = operating.instrument_driver(config, driver)
     blob_cache = descriptor_cache.build(config.storage.blobdescriptor_cache, config.storage.blobdescriptor_size,
                                         config.redis, reactor_)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation,
@@ -151,6 +170,7 @@ def make_service(config, reactor_=reactor, worker=None):
     notifications = NotificationService(config.notifications, config.http.addr, reactor_)
     notifications.setServiceParent(top)
     api = RegistryAPI(registry, config, access, notifications.broadcaster)
+    operating.prepare(config, api, driver, reactor_)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
     if config.http.workers > 1:
@@ -170,8 +190,12 @@ def make_service(config, reactor_=reactor, worker=None):
         _listener(reactor_, ts, issuer, ts.tls, config.source, "tokenserver.tls").setServiceParent(top)
     purging = config.storage.uploadpurging
     # One purger per registry, not per worker: worker 0's.
-    if purging.enabled and not config.storage.readonly and worker == 0:
-        UploadPurger(driver, purging, reactor_).setServiceParent(top)
+    purger = None
+    if purging.enabled and worker == 0:
+        purger = UploadPurger(driver, purging, reactor_, readonly=lambda: api.readonly)
+        purger.setServiceParent(top)
     if config.storage.gc.enabled:
         OnlineGC(registry, config.storage.gc, reactor_).setServiceParent(top)
+    # The debug port is one per host as well: with http.workers it is worker 0's (and so are its metrics).
+    operating.add_services(top, config, api, reactor_, _endpoint_description, purger, serve_debug=worker == 0)
     return top

@@ -330,10 +330,8 @@ NOT_SUPPORTED_YAML = {
        for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint", "redirectendpoint")},
     "http.tls.letsencrypt": "http: {tls: {letsencrypt: {cachefile: /c}}}",
     "tokenserver.tls.letsencrypt": "tokenserver: {tls: {letsencrypt: {cachefile: /c}}}",
-    "http.debug": "http: {debug: {addr: ':5001'}}",
     "http.h2c": "http: {h2c: {enabled: true}}",
     "redis.mastername": "redis: {addrs: [localhost:6379], mastername: m}",
-    "health": "health: {storagedriver: {enabled: true}}",
     "proxy": "proxy: {remoteurl: 'https://registry-1.docker.io'}",
     "middleware": "middleware: {storage: [{name: redirect}]}",
     "policy": "policy: {repository: {classes: [image]}}",
@@ -463,8 +461,7 @@ def test_a_second_driver_by_override_is_an_error_naming_it():
 
 
 def test_go_field_names_not_yaml_keys_name_struct_fields():
-    e = error(env={"REGISTRY_HEALTH_FILECHECKERS_0_FILE": "/tmp/down"})
-    assert str(e) == "config.yml: health: not supported yet (from REGISTRY_HEALTH_FILECHECKERS_0_FILE)"
+    assert parse(env={"REGISTRY_HEALTH_FILECHECKERS_0_FILE": "/tmp/down"}).health.file[0].file == "/tmp/down"
     cfg = parse(with_(""), env={"REGISTRY_NOTIFICATIONS_EVENTCONFIG_INCLUDEREFERENCES": "true"})
     assert cfg.notifications.include_references is True
     e = error(env={"REGISTRY_LOG_HOOKS_0_MAILOPTIONS_SMTP_ADDR": "mail:25"})

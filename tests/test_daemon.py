@@ -374,8 +374,10 @@ def test_cli_serve_and_config_check(daemons, tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text(yaml.safe_dump(base_yaml(tmp_path / "data", free_port(),
                                             http={"draintimeout": "soon"})))
-    checks = [Run(tmp_path, n, MODULE + ["config", "check", str(p)]) for n, p in
-              [("good", good), ("legacy", legacy), ("bad", bad)]]
+    # The good one also shows overrides applied and the secret masked in what it prints.
+    overrides = {"REGISTRY_HTTP_SECRET": "s3cret-value", "REGISTRY_STORAGE_DELETE_ENABLED": "false"}
+    checks = [Run(tmp_path, n, MODULE + ["config", "check", str(p)], env=env) for n, p, env in
+              [("good", good, overrides), ("legacy", legacy, None), ("bad", bad, None)]]
     d.start()
     run_all(checks)
 
@@ -383,7 +385,10 @@ def test_cli_serve_and_config_check(daemons, tmp_path):
     assert d.command()[1:4] == ["-m", "distregistry", "serve"]
 
     ok, warned, failed = checks
-    assert ok.returncode == 0 and ok.output.strip() == f"{good}: ok", ok
+    assert ok.returncode == 0 and ok.output.startswith(f"# {good}: ok"), ok
+    shown = yaml.safe_load(ok.output)
+    assert shown["log"]["level"] == "debug" and shown["storage"]["delete_enabled"] is False, ok
+    assert shown["http"]["secret"] == "*****" and "s3cret-value" not in ok.output, ok
     assert warned.returncode == 0 and f"{legacy}: ok" in warned.output, warned
     assert "warning:" in warned.output and "loglevel" in warned.output, warned
     assert failed.returncode == 1, failed

@@ -62,11 +62,12 @@ class Env:
 
 @pytest.fixture(params=["inmemory", "filesystem"])
 def env(request, tmp_path):
+    env = Env(request.param, None, tmp_path if request.param == "filesystem" else None)
     if request.param == "inmemory":
-        driver = factory.create("inmemory", {})
+        # Stamped by the env's clock, as the registry's own times are.
+        driver = env.driver = factory.create("inmemory", {}, reactor=env.clock)
     else:
-        driver = factory.create("filesystem", {"rootdirectory": str(tmp_path), "maxthreads": 8})
-    env = Env(request.param, driver, tmp_path if request.param == "filesystem" else None)
+        driver = env.driver = factory.create("filesystem", {"rootdirectory": str(tmp_path), "maxthreads": 8})
     yield env
     pytest_twisted.blockon(driver.close())
     if env.root:
@@ -755,7 +756,15 @@ def test_rfc3339():
 async def test_purge_uploads(env):
     old = env.registry().repository("old/repo")
     stale = await old.uploads.start()
+    busy_repo = env.registry().repository("busy")
+    busy = await busy_repo.uploads.start()
     env.clock.advance(3600)
+    # Started as long ago as *stale*, but written to since: in progress, kept.
+    writer = await busy_repo.uploads.append(busy.uuid)
+    await writer.write(b"more")
+    await writer.close()
+    if env.root:   # the filesystem stamps real time; date the stale upload's data as the registry did
+        os.utime(env.root / paths.upload_data("old/repo", stale.uuid).lstrip("/"), (NOW, NOW))
     recent = await env.registry().repository("new").uploads.start()
     # registry:2's cancel leaves a dir with hashstates and no startedat: never purged.
     orphan = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
@@ -771,10 +780,14 @@ async def test_purge_uploads(env):
     assert deleted == [stale_dir] and len(errors) == 1
     assert (await old.uploads.status(stale.uuid)).size == 0          # dry run
     lines = [formatEvent(e) for e in events if e.get("log_namespace") == "distregistry.registry.purge"]
+    busy_dir = paths.upload_dir("busy", busy.uuid)
+    assert lines.pop(1).startswith(
+        f"Upload files in {busy_dir} have older date (2023-11-14 22:13:20 +0000 UTC) than purge date "
+        "(2023-11-14 22:43:20 +0000 UTC), but were written to at "), lines
     assert lines == [
         "PurgeUploads starting: olderThan=2023-11-14 22:43:20 +0000 UTC, actuallyDelete=false",
         f"Upload files in {stale_dir} have older date (2023-11-14 22:13:20 +0000 UTC) than purge date "
-        "(2023-11-14 22:43:20 +0000 UTC).  Removing upload directory.",
+        "(2023-11-14 22:43:20 +0000 UTC).  Dry run: not removing the upload directory.",
         "Purge uploads finished.  Num deleted=1, num errors=1",
     ]
 
@@ -782,6 +795,7 @@ async def test_purge_uploads(env):
     assert deleted == [stale_dir] and len(errors) == 1
     await raises(ErrorCode.BLOB_UPLOAD_UNKNOWN, old.uploads.status(stale.uuid))
     assert (await env.registry().repository("new").uploads.status(recent.uuid)).started_at == "2023-11-14T23:13:20Z"
+    assert (await busy_repo.uploads.status(busy.uuid)).size == 4
     assert await env.driver.stat(paths.upload_dir("new", orphan))
     assert await env.driver.stat(paths.upload_dir("new", garbled))
     deleted, errors = await purge_uploads(env.driver, cutoff, True)

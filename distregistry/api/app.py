@@ -20,6 +20,7 @@ from distregistry.api.streaming import BoundedBody, RegistryRequest
 from distregistry.api.urls import URLBuilder, query_args
 from distregistry.errcode import ErrorCode, RegistryError
 from distregistry.notifications.broadcast import Broadcaster
+from distregistry.health import HealthGate
 
 SERVER = f"distregistry/{__version__}".encode()
 MUTATING = frozenset([b"POST", b"PUT", b"PATCH", b"DELETE"])
@@ -64,6 +65,10 @@ class RegistryAPI:
         self.redirect = not config.storage.redirect_disabled
         self._headers = [(k.encode(), [v.encode() for v in vs]) for k, vs in http.headers.items()]
         self.gate = None if access is None else AccessGate(access, self._headers)
+        # Set by the service when configured: HTTPInstrumentation (http.debug.prometheus) and
+        # HealthService (health), which make_site puts in front of the API.
+        self.metrics = None
+        self.health = None
         self.app = Klein()
         for endpoint, rule, methods, handler in ROUTES:
             self._add_route(endpoint, http.prefix + rule, methods, handler)
@@ -79,6 +84,8 @@ class RegistryAPI:
         self.app.route(rule, methods=methods, endpoint=endpoint)(view)
 
     async def _dispatch(self, request, endpoint, handler, kwargs):
+        if self.metrics is not None:
+            self.metrics.begin(request, endpoint)
         self._common_headers(request)
         try:
             name = kwargs.pop("name", None)
@@ -115,8 +122,14 @@ class RegistryAPI:
         return respond(request, 404, b"404 page not found\n", "text/plain; charset=utf-8")
 
     def _not_allowed(self, request, failure):
+        valid = sorted(failure.value.valid_methods or [])
+        if self.metrics is not None and valid:
+            # registry:2 counts a 405 under its route; only the route's own methods name it.
+            matched = self.match(valid[0].encode(), request.uri)
+            if matched is not None:
+                self.metrics.begin(request, matched[0])
         self._common_headers(request)
-        allowed = ", ".join(sorted(failure.value.valid_methods or []))
+        allowed = ", ".join(valid)
         return respond(request, 405, b"Method not allowed\n", "text/plain; charset=utf-8",
                        {"Allow": allowed})
 
@@ -148,12 +161,16 @@ class RegistryAPI:
         return self._body_sink(request, method, path, length)
 
     def _body_sink(self, request, method, path, length):
-        if method in (b"PATCH", b"PUT", b"POST") and not self.readonly:
+        gated = self.health is not None and self.health.failing   # the gate answers 503: store nothing
+        if method in (b"PATCH", b"PUT", b"POST") and not self.readonly and not gated:
             matched = self.match(method, path)
             if (matched is not None and matched[0] in ("blob_upload", "blob_upload_chunk")
                     and _verbatim(matched[1]["name"], path)):
                 sink = uploads.body_sink(self, request, method, length, *matched)
                 if sink is not None:
+                    if self.metrics is not None:
+                        # Counted from now, so in-flight and duration cover the body.
+                        self.metrics.begin(request, matched[0])
                     return sink
         return BoundedBody(SMALL_BODY_LIMIT)
 
@@ -162,7 +179,10 @@ class RegistryAPI:
 
 
 def make_site(api, access_log=None):
-    site = server.Site(api.resource())
+    root = api.resource()
+    if api.health is not None:
+        root = HealthGate(root, api.health)
+    site = server.Site(root)
     # HTTP/1.1 only (no h2 switch): Twisted's h2 costs ~4x the CPU per byte (twisted.md 5.4).
     site.protocol = RegistryChannel
     site.connections = set()

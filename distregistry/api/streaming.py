@@ -7,6 +7,8 @@ transport paused while storage is behind; every other body goes into a small
 :class:`BoundedBody` (manifests are at most 4 MiB) and nothing ever reaches $TMPDIR.
 """
 
+import time
+
 from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
 from twisted.web import server
@@ -168,8 +170,13 @@ class RegistryRequest(server.Request):
     registry_authorized = False
     registry_rejected = False   # answered 401 before the body was read; never processed
     registry_pending = None     # Deferred of an access decision made before the body
+    # HTTP metrics (distregistry.metrics.http): set by HTTPInstrumentation.begin.
+    instrument = None
+    metric_handler = None
+    started = None
 
     def gotLength(self, length):
+        self.started = time.monotonic()
         channel = self.channel
         method = getattr(channel, "_command", None) or getattr(channel, "command", b"")
         path = getattr(channel, "_path", None) or getattr(channel, "path", b"")
@@ -185,8 +192,15 @@ class RegistryRequest(server.Request):
             return
         super().process()
 
+    def finish(self):
+        super().finish()
+        if self.instrument is not None:
+            self.instrument.end(self)
+
     def connectionLost(self, reason):
         abort = getattr(self.content, "abort", None)
         if abort is not None and not self.finished:
             abort()
+        if self.instrument is not None and not self.finished:
+            self.instrument.end(self)
         super().connectionLost(reason)

@@ -9,7 +9,9 @@ import attr
 from .audit import audit
 from .auth import parse_auth
 from .environ import CONFIG_PATH_VARIABLE, apply_overrides
+from .debug import DebugConfig
 from .errors import ConfigError
+from .health import HealthConfig
 from .http import HTTPConfig
 from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
@@ -39,6 +41,8 @@ SECTIONS = {
     "notifications": NotificationsConfig.parse,
     "redis": RedisConfig.parse,
     "tokenserver": TokenServerConfig.parse,
+    "debug": DebugConfig.parse,  # http.debug
+    "health": HealthConfig.parse,
 }
 
 
@@ -56,6 +60,8 @@ class Config:
     notifications = attr.ib()  # NotificationsConfig
     redis = attr.ib()  # RedisConfig, or None when the section is absent
     tokenserver = attr.ib()  # TokenServerConfig, or None
+    debug = attr.ib()  # DebugConfig (http.debug)
+    health = attr.ib()  # HealthConfig
 
     @classmethod
     def load(cls, path=None, environ=None):

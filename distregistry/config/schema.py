@@ -225,8 +225,8 @@ NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
     *(f"storage.{d}.{k}" for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint",
                                                                  "redirectendpoint")),
-    "http.tls.letsencrypt", "http.debug", "http.h2c", "tokenserver.tls.letsencrypt",
-    "redis.mastername", "health", "proxy", "middleware", "policy",
+    "http.tls.letsencrypt", "http.h2c", "tokenserver.tls.letsencrypt",
+    "redis.mastername", "proxy", "middleware", "policy",
 })
 
 # registry:2 2.8 keys that 3.x dropped: warned about and ignored, as 3.x ignores them.

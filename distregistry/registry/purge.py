@@ -4,6 +4,10 @@ Walks every repository's ``_uploads/<uuid>`` directory and deletes those whose
 ``startedat`` is older than the cut-off. A missing or unparseable ``startedat`` means
 "never purge" (registry:2 dates such uploads 10000 hours into the future); an unparseable
 or unreadable one also counts as an error. Logs the lines registry:2 logs.
+
+Unlike registry:2, an upload whose ``data`` was written to after the cut-off is kept: it is
+in progress (a large layer pushed in chunks over a slow link can outlive ``age``), and
+deleting its directory under a running PATCH would fail the push.
 """
 
 import math
@@ -81,6 +85,14 @@ async def _outstanding_uploads(driver, errors):
     return uploads
 
 
+async def _last_write(driver, upload_dir):
+    """Modification time of the upload's data, None when it has none (yet)."""
+    try:
+        return (await driver.stat(upload_dir + "/data")).modtime
+    except PathNotFoundError:
+        return None
+
+
 @deferred
 async def purge_uploads(driver, older_than_epoch, actually_delete):
     """Deferred[(deleted upload dirs, errors)]."""
@@ -92,8 +104,15 @@ async def purge_uploads(driver, older_than_epoch, actually_delete):
     for upload_dir, started in await _outstanding_uploads(driver, errors):
         if started is None or started >= older_than_epoch:
             continue
+        written = await _last_write(driver, upload_dir)
+        if written is not None and written >= older_than_epoch:
+            log.info("Upload files in {containingDir} have older date ({startedAt}) than purge date ({olderThan}), "
+                     "but were written to at {writtenAt}: in progress, kept.",
+                     containingDir=upload_dir, startedAt=go_time(started), olderThan=older_than,
+                     writtenAt=go_time(written))
+            continue
         log.info("Upload files in {containingDir} have older date ({startedAt}) than purge date ({olderThan}).  "
-                 "Removing upload directory.",
+                 + ("Removing upload directory." if actually_delete else "Dry run: not removing the upload directory."),
                  containingDir=upload_dir, startedAt=go_time(started), olderThan=older_than)
         try:
             if actually_delete:

@@ -1,0 +1,49 @@
+"""The debug site on ``http.debug.addr``: Prometheus metrics at ``prometheus.path`` (when
+enabled) and ``/debug/health`` in registry:2's format. Separate from the API port, so it
+has neither the API's headers nor its health gate."""
+
+import json
+
+from klein import Klein
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from twisted.internet import defer, threads
+from twisted.web import server
+
+from distregistry.metrics import REGISTRY
+
+
+class DebugSite:
+    def __init__(self, debug_config, health, reactor):
+        self._health = health
+        self._reactor = reactor
+        self.app = Klein()
+        if debug_config.prometheus_enabled:
+            self.app.route(debug_config.prometheus_path, methods=["GET"])(
+                lambda request: defer.ensureDeferred(self.metrics(request)))
+        self.app.route("/debug/health", methods=["GET"])(self.health)
+
+    async def metrics(self, request):
+        # The process collector reads /proc: off the reactor thread, like any file I/O.
+        body = await threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
+                                               generate_latest, REGISTRY)
+        # The classic text format every Prometheus reads (as Go's promhttp serves by default).
+        return _respond(request, 200, body, CONTENT_TYPE_PLAIN_0_0_4)
+
+    def health(self, request):
+        # registry:2's StatusHandler: 200 {} or 503 {"<check>": "<error>"}.
+        statuses = self._health.statuses() if self._health is not None else {}
+        return _respond(request, 503 if statuses else 200, json.dumps(statuses).encode(), "application/json")
+
+    def site(self):
+        site = server.Site(self.app.resource())
+        site.log = lambda request: None
+        site.displayTracebacks = False
+        site.noisy = False
+        return site
+
+
+def _respond(request, code, body, content_type):
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", content_type.encode())
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
