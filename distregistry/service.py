@@ -14,6 +14,7 @@ from distregistry.config import Config
 from distregistry.logs import AccessLog
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
+from distregistry.storage import cache as descriptor_cache
 from distregistry.storage.driver import factory
 
 log = Logger()
@@ -73,10 +74,11 @@ class UploadPurger(service.Service):
 
 
 class RegistryService(service.MultiService):
-    def __init__(self, config, driver, reactor_=reactor):
+    def __init__(self, config, driver, reactor_=reactor, blob_cache=None):
         super().__init__()
         self.config = config
         self.driver = driver
+        self.blob_cache = blob_cache
         self._reactor = reactor_
 
     def privilegedStartService(self):
@@ -98,6 +100,8 @@ class RegistryService(service.MultiService):
     async def _stop(self):
         await super().stopService()
         await self.driver.close()
+        if self.blob_cache is not None:
+            await self.blob_cache.close()
         if self.config.http.draintimeout > 0 and getattr(self._reactor, "_exitSignal", None) is not None:
             # registry:2 exits 0 after a graceful drain on SIGTERM/SIGINT (and dies of the
             # signal without one); twistd would re-raise the signal that stopped the reactor.
@@ -109,10 +113,13 @@ class RegistryService(service.MultiService):
 
 def make_service(config, reactor_=reactor):
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
-    registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation)
+    blob_cache = descriptor_cache.build(config.storage.blobdescriptor_cache, config.storage.blobdescriptor_size,
+                                        config.redis, reactor_)
+    registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation,
+                        blob_cache=blob_cache)
     api = RegistryAPI(registry, config)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
-    top = RegistryService(config, driver, reactor_)
+    top = RegistryService(config, driver, reactor_, blob_cache)
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
     endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
     listener = internet.StreamServerEndpointService(endpoint, site)

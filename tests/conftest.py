@@ -62,6 +62,34 @@ def _reactor_clean():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    """moto's S3 server on a free loopback port, one per session (tests take fresh buckets)."""
+    try:
+        from support.s3server import MotoS3
+    except ImportError:
+        from tests.support.s3server import MotoS3
+    server = MotoS3(tmp_path_factory.mktemp("moto")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of this test's own on a free loopback port (stopped at teardown)."""
+    try:
+        from support.redisserver import RedisServer
+    except ImportError:
+        from tests.support.redisserver import RedisServer
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # =============================================================================================
 # End-to-end harness (owned by the e2e tests: tests/support/, tests/test_e2e_*.py).
 # Keep this section at the END of the file.

@@ -326,11 +326,10 @@ def test_unknown_and_removed_keys_warn():
 NOT_SUPPORTED_YAML = {
     "log.hooks": "log: {hooks: [{type: mail}]}",
     "log.reportcaller": "log: {reportcaller: true}",
-    "storage.s3": "storage: {s3: {bucket: b}}",
-    "storage.s3aws": "storage: s3aws",
+    **{f"storage.{d}.{k}": f"storage: {{{d}: {{bucket: b, region: r, {k}: x}}}}"
+       for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint", "redirectendpoint")},
     "storage.gcs": "storage: gcs",
     "storage.azure": "storage: {azure: }",
-    "storage.cache": "storage: {inmemory: , cache: {blobdescriptor: inmemory}}",
     "auth.htpasswd": "auth: {htpasswd: {realm: r, path: /p}}",
     "auth.token": "auth: token",
     "auth.silly": "auth: {silly: }",
@@ -338,7 +337,7 @@ NOT_SUPPORTED_YAML = {
     "http.debug": "http: {debug: {addr: ':5001'}}",
     "http.h2c": "http: {h2c: {enabled: true}}",
     "notifications": "notifications: {endpoints: [{name: a, url: 'http://x'}]}",
-    "redis": "redis: {addrs: [localhost:6379]}",
+    "redis.mastername": "redis: {addrs: [localhost:6379], mastername: m}",
     "health": "health: {storagedriver: {enabled: true}}",
     "proxy": "proxy: {remoteurl: 'https://registry-1.docker.io'}",
     "middleware": "middleware: {storage: [{name: redirect}]}",
@@ -457,7 +456,7 @@ def test_registry_storage_replaces_the_whole_storage_map():
     cfg = parse(text, env={"REGISTRY_STORAGE": "inmemory", "REGISTRY_STORAGE_DELETE_ENABLED": "true"})
     assert (cfg.storage.driver, cfg.storage.delete_enabled) == ("inmemory", True)
     e = error(text, env={"REGISTRY_STORAGE": "s3", "REGISTRY_STORAGE_S3_BUCKET": "b"})
-    assert str(e) == "config.yml: storage.s3: not supported yet (from REGISTRY_STORAGE, REGISTRY_STORAGE_S3_BUCKET)"
+    assert str(e) == "config.yml: storage.s3.region: required unless regionendpoint is set (from REGISTRY_STORAGE)"
 
 
 def test_a_second_driver_by_override_is_an_error_naming_it():
@@ -478,8 +477,10 @@ def test_go_field_names_not_yaml_keys_name_struct_fields():
     e = error(env={"REGISTRY_HTTP_TLS_CLIENTCAS_0": "/ca.pem"})
     assert e.keypath == "http.tls"
     # redis' inline options: with or without the Go field name
-    assert error(env={"REGISTRY_REDIS_ADDRS": "[r:6379]"}).variables == ("REGISTRY_REDIS_ADDRS",)
-    assert error(env={"REGISTRY_REDIS_OPTIONS_ADDRS": "[r:6379]"}).keypath == "redis"
+    assert error(env={"REGISTRY_REDIS_ADDRS": "[r:6379]", "REGISTRY_REDIS_MASTERNAME": "m"}).variables == (
+        "REGISTRY_REDIS_MASTERNAME",)
+    assert parse(env={"REGISTRY_REDIS_OPTIONS_ADDRS": "[r:6379]"}).redis.host == "r"
+    assert parse(env={"REGISTRY_REDIS_ADDRS": "[r:6379]"}).redis.port == 6379
     # the YAML key is not the Go name: registry:2 ignores these
     cfg = parse(env={
         "REGISTRY_HEALTH_FILE_0_FILE": "/tmp/down",

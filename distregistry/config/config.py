@@ -14,6 +14,7 @@ from .http import HTTPConfig
 from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
 from .node import Context, Node, show
+from .redis import RedisConfig
 from .schema import CONFIGURATION
 from .storage import StorageConfig
 from .validation import ValidationConfig
@@ -33,6 +34,7 @@ SECTIONS = {
     "catalog": CatalogConfig.parse,
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
+    "redis": RedisConfig.parse,
 }
 
 
@@ -47,6 +49,7 @@ class Config:
     catalog = attr.ib()  # CatalogConfig
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
+    redis = attr.ib()  # RedisConfig, or None when the section is absent
 
     @classmethod
     def load(cls, path=None, environ=None):

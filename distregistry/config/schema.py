@@ -111,6 +111,13 @@ _STORAGE = Map(
         "tag": params("concurrencylimit"),
         "filesystem": params("rootdirectory", "maxthreads"),
         "inmemory": params(),
+        **dict.fromkeys(("s3", "s3aws"), params(
+            "accesskey", "secretkey", "sessiontoken", "region", "regionendpoint", "forcepathstyle", "bucket",
+            "encrypt", "keyid", "secure", "skipverify", "v4auth", "chunksize", "multipartcopychunksize",
+            "multipartcopymaxconcurrency", "multipartcopythresholdsize", "rootdirectory", "storageclass",
+            "objectacl", "loglevel", "useragent", "usedualstack", "accelerate", "usefipsendpoint",
+            "redirectendpoint",
+        )),
     },
     shorthand=True,
 )
@@ -140,7 +147,12 @@ _NOTIFICATIONS = Struct({
 })
 
 _REDIS = Struct(
-    {"tls": struct("certificate", "key", rootcas=_STRINGS)},
+    {
+        "tls": struct("certificate", "key", rootcas=_STRINGS),
+        # registry:2 2.8's keys
+        "addr": SCALAR,
+        "pool": struct("maxidle", "maxactive", "idletimeout"),
+    },
     inline=("OPTIONS", struct(
         "clientname", "db", "protocol", "username", "password", "sentinelusername",
         "sentinelpassword", "maxretries", "minretrybackoff", "maxretrybackoff", "dialtimeout",
@@ -193,10 +205,12 @@ CONFIGURATION = struct(
 # silently ignored. Remove the entry when the section that implements it lands.
 NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
-    "storage.s3", "storage.s3aws", "storage.gcs", "storage.azure", "storage.cache",
+    *(f"storage.{d}.{k}" for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint",
+                                                                 "redirectendpoint")),
+    "storage.gcs", "storage.azure",
     "auth.htpasswd", "auth.token", "auth.silly",
     "http.tls", "http.debug", "http.h2c",
-    "notifications", "redis", "health", "proxy", "middleware", "policy",
+    "notifications", "redis.mastername", "health", "proxy", "middleware", "policy",
 })
 
 # registry:2 2.8 keys that 3.x dropped: warned about and ignored, as 3.x ignores them.

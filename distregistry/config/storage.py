@@ -1,8 +1,9 @@
 """The ``storage`` section: one driver with its parameters, plus registry:2's reserved
-subsections (``maintenance``, ``delete``, ``redirect``, ``tag``; ``cache`` is not supported yet)."""
+subsections (``maintenance``, ``cache``, ``delete``, ``redirect``, ``tag``)."""
 
 import attr
 
+from .s3 import parse_s3
 from .schema import NOT_SUPPORTED
 
 RESERVED = ("maintenance", "cache", "delete", "redirect", "tag")
@@ -11,6 +12,10 @@ RESERVED = ("maintenance", "cache", "delete", "redirect", "tag")
 DEFAULT_ROOT_DIRECTORY = "/var/lib/registry"
 DEFAULT_MAX_THREADS = 100
 MIN_THREADS = 25
+
+# storage.cache (registry/handlers/app.go): the inmemory cache's default size; 0 is unbounded
+DEFAULT_DESCRIPTOR_CACHE_SIZE = 10000
+DESCRIPTOR_CACHES = ("inmemory", "redis")
 
 # upload purging (registry/handlers/app.go uploadPurgeDefaultConfig)
 DEFAULT_PURGE_AGE = 168 * 3600.0
@@ -47,7 +52,7 @@ def _inmemory(node):
 
 
 # driver name -> parser of its parameters node into the parameters dict, defaults applied
-DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory}
+DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory, "s3": parse_s3, "s3aws": parse_s3}
 
 
 @attr.s(frozen=True, slots=True)
@@ -73,6 +78,21 @@ class UploadPurgingConfig:
         return purging
 
 
+def _descriptor_cache(node, root):
+    """``storage.cache.blobdescriptor`` (alias ``layerinfo``): None, "inmemory" or "redis"."""
+    key = node["blobdescriptor"] if node["blobdescriptor"].value is not None else node["layerinfo"]
+    kind = key.as_str("")
+    if not kind:
+        return None
+    if kind not in DESCRIPTOR_CACHES:
+        # registry:2 runs without a cache then, with a warning.
+        key.warn(f"unknown cache type {kind!r}; running without a blob-descriptor cache")
+        return None
+    if kind == "redis" and not root["redis"].as_mapping():
+        raise key.error("redis configuration required to use for layerinfo cache (the redis section is missing)")
+    return kind
+
+
 @attr.s(frozen=True, slots=True)
 class StorageConfig:
     driver = attr.ib()  # a key of DRIVERS
@@ -82,6 +102,8 @@ class StorageConfig:
     readonly = attr.ib()  # storage.maintenance.readonly.enabled
     uploadpurging = attr.ib()  # UploadPurgingConfig
     tag_concurrencylimit = attr.ib()  # storage.tag.concurrencylimit; 0: the consumer's default
+    blobdescriptor_cache = attr.ib(default=None)  # storage.cache.blobdescriptor: None, "inmemory", "redis"
+    blobdescriptor_size = attr.ib(default=DEFAULT_DESCRIPTOR_CACHE_SIZE)  # inmemory only; 0: unbounded
 
     @classmethod
     def parse(cls, root):
@@ -107,4 +129,6 @@ class StorageConfig:
             readonly=maintenance["readonly"]["enabled"].as_bool(False),
             uploadpurging=UploadPurgingConfig.parse(maintenance["uploadpurging"]),
             tag_concurrencylimit=node["tag"]["concurrencylimit"].as_int(0, minimum=0),
+            blobdescriptor_cache=_descriptor_cache(node["cache"], root),
+            blobdescriptor_size=node["cache"]["blobdescriptorsize"].as_int(DEFAULT_DESCRIPTOR_CACHE_SIZE, minimum=0),
         )

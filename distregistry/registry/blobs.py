@@ -71,13 +71,23 @@ class BlobStore:
     @deferred
     async def stat(self, digest):
         canonical = checked_digest(digest)
-        if canonical is None or await read_link(self._driver, paths.layer_link(self._name, canonical)) != canonical:
+        if canonical is None:
+            raise self._unknown(digest)
+        cache = self._repository.registry.blob_cache
+        if cache is not None:
+            cached = await cache.get(self._name, canonical)
+            if cached is not None:
+                return cached
+        if await read_link(self._driver, paths.layer_link(self._name, canonical)) != canonical:
             raise self._unknown(digest)
         size = await blob_size(self._driver, canonical)
         if size is None:
             # A link left behind by GC or a partial copy: registry:2 answers unknown too.
             raise self._unknown(digest)
-        return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=canonical, size=size)
+        descriptor = Descriptor(media_type=BLOB_MEDIA_TYPE, digest=canonical, size=size)
+        if cache is not None:
+            await cache.set(self._name, descriptor)
+        return descriptor
 
     @deferred
     async def open(self, digest, offset=0):
@@ -104,6 +114,11 @@ class BlobStore:
             await self._driver.delete(paths.layer_link(self._name, descriptor.digest))
         except PathNotFoundError:
             raise self._unknown(descriptor.digest) from None
+        finally:
+            # Also when the link was already gone: the entry said it was there.
+            cache = self._repository.registry.blob_cache
+            if cache is not None:
+                await cache.clear(self._name, descriptor.digest)
         log.info("blob {digest} unlinked from {repository}", digest=descriptor.digest, repository=self._name)
 
     @deferred

@@ -54,13 +54,15 @@ class Repository:
 
 @implementer(IRegistry)
 class Registry:
-    def __init__(self, driver, *, delete_enabled=False, validation=None, clock=None):
+    def __init__(self, driver, *, delete_enabled=False, validation=None, clock=None, blob_cache=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.driver = driver
         self.delete_enabled = delete_enabled
         self.validation = validation if validation is not None else Validation()
         self.clock = clock
+        # storage.cache.blobdescriptor (distregistry.storage.cache), None without one
+        self.blob_cache = blob_cache
         # Process-wide, not per Repository: the API makes a Repository per request.
         self.hash_states = HashStateCache()
         self.upload_locks = SessionLocks()

@@ -34,6 +34,8 @@ KINDS = ("distregistry", "go")
 GO_REGISTRY_BIN = "/usr/bin/docker-registry"
 
 READY_TIMEOUT = 15.0
+# storage subsections that are not a driver (registry:2's reserved keys)
+STORAGE_RESERVED = {"maintenance", "cache", "delete", "redirect", "tag"}
 STOP_TIMEOUT = 10.0
 
 
@@ -204,6 +206,9 @@ class Daemon:
             if not fixed_port:
                 self.port = free_port()
             self.config = deep_merge(base_config(self.kind, self.root, self.port), self.extra_config)
+            if set((self.extra_config or {}).get("storage", {})) - STORAGE_RESERVED - {"filesystem"}:
+                # Another driver chosen (s3, ...): the base config's filesystem would be a second one.
+                self.config["storage"].pop("filesystem", None)
             self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
             self._spawn()
             try:

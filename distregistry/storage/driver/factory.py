@@ -13,10 +13,18 @@ def _inmemory(parameters, reactor, managed):
     return InMemoryDriver(reactor=reactor)
 
 
+def _s3(parameters, reactor, managed):
+    from distregistry.storage.driver.s3 import S3Driver
+
+    return S3Driver(parameters, reactor=reactor)
+
+
 # Imported on demand, so a cloud driver's client library is needed only where it is used.
 _BUILDERS = {
     "filesystem": _filesystem,
     "inmemory": _inmemory,
+    "s3": _s3,
+    "s3aws": _s3,
 }
 
 
