@@ -13,6 +13,7 @@ setup(
         "distregistry.manifest",
         "distregistry.registry",
         "distregistry.storage",
+        "distregistry.storage.cache",
         "distregistry.storage.driver",
         "twisted.plugins",
     ],
