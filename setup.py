@@ -9,6 +9,7 @@ setup(
     packages=[
         "distregistry",
         "distregistry.api",
+        "distregistry.auth",
         "distregistry.config",
         "distregistry.manifest",
         "distregistry.registry",
@@ -25,6 +26,8 @@ setup(
         "PyYAML>=6.0",
         "attrs>=22.2",
         "zope.interface>=8",
+        "bcrypt>=4",
+        "PyJWT[crypto]>=2.8",
     ],
     entry_points={"console_scripts": ["distregistry = distregistry.cli:main"]},
 )

@@ -2,7 +2,9 @@
 
 ``distregistry serve [CONFIG]`` runs the daemon in the foreground through twistd (so it
 is exactly what ``twistd -n distregistry -c CONFIG`` runs); ``distregistry config check
-[CONFIG]`` validates a config file and prints its warnings.
+[CONFIG]`` validates a config file and prints its warnings; ``distregistry webhook-echo
+--port N`` prints the notification events sent to it; ``distregistry garbage-collect``
+is registry:2's offline GC (``distregistry.gc.command``).
 """
 
 import argparse
@@ -34,6 +36,12 @@ def _check(args):
     return 0
 
 
+def _webhook_echo(args):
+    from distregistry.notifications.echo import run
+
+    return run(args.port, args.interface, args.status)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="distregistry", description="OCI Distribution registry")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +54,14 @@ def main(argv=None):
     check = config_sub.add_parser("check", help="validate a config file")
     check.add_argument("config", nargs="?")
     check.set_defaults(func=_check)
+    echo = sub.add_parser("webhook-echo", help="a webhook receiver printing the events it gets")
+    echo.add_argument("--port", type=int, required=True)
+    echo.add_argument("--interface", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    echo.add_argument("--status", type=int, default=200, help="answer with this status (e.g. 500 to try retries)")
+    echo.set_defaults(func=_webhook_echo)
+    from distregistry.gc import command as gc_command
+
+    gc_command.add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,5 +1,5 @@
 """Builds the daemon's one MultiService from a Config: the API site on its endpoint, the
-upload purger, and the storage driver's lifetime."""
+upload purger, the online garbage collector, and the storage driver's lifetime."""
 
 import random
 
@@ -7,15 +7,22 @@ from twisted.application import internet, service
 from twisted.internet import defer, endpoints, reactor
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, LogLevel
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
+from distregistry.auth import make_access_controller
+from distregistry.auth.issuer import make_issuer_site
 from distregistry.config import Config
+from distregistry.gc.online import OnlineGC
 from distregistry.logs import AccessLog
+from distregistry.notifications.service import NotificationService
 from distregistry.registry import Registry
 from distregistry.registry.purge import purge_uploads
 from distregistry.storage import cache as descriptor_cache
 from distregistry.storage.driver import factory
+from distregistry.tls import certificate_options
+from distregistry.workers import ReusePortService, WorkerPool, shared_secret, tie_to_parent, worker_index
 
 log = Logger()
 
@@ -111,21 +118,60 @@ class RegistryService(service.MultiService):
         return defer.ensureDeferred(self._stop())
 
 
-def make_service(config, reactor_=reactor):
+def _tls_wrapped(site, tls, source, section):
+    if tls is None:
+        return site
+    return TLSMemoryBIOFactory(certificate_options(tls, source, section), False, site)
+
+
+def _listener(reactor_, listen, site, tls, source, section):
+    """A service listening on *listen* (an HTTPConfig or TokenServerConfig), with TLS over
+    whatever endpoint it names (tcp or a unix socket) when *tls* is set."""
+    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(listen))
+    listener = internet.StreamServerEndpointService(endpoint, _tls_wrapped(site, tls, source, section))
+    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
+    return listener
+
+
+def make_service(config, reactor_=reactor, worker=None):
+    """*worker*: this process's index with ``http.workers`` > 1 (default: from the environment)."""
+    worker = worker_index() if worker is None else worker
+    if config.http.workers > 1 and not config.http.secret:
+        # Workers must sign upload state with one key; worker 0's reaches the others
+        # as REGISTRY_HTTP_SECRET (WorkerPool), so none of them generates its own.
+        config = shared_secret(config)
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     blob_cache = descriptor_cache.build(config.storage.blobdescriptor_cache, config.storage.blobdescriptor_size,
                                         config.redis, reactor_)
     registry = Registry(driver, delete_enabled=config.storage.delete_enabled, validation=config.validation,
                         blob_cache=blob_cache)
-    api = RegistryAPI(registry, config)
-    site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
+    access = make_access_controller(config.auth, reactor_, config.source)
     top = RegistryService(config, driver, reactor_, blob_cache)
+    # First child: its journals are recovered (privilegedStartService) before the port opens.
+    notifications = NotificationService(config.notifications, config.http.addr, reactor_)
+    notifications.setServiceParent(top)
+    api = RegistryAPI(registry, config, access, notifications.broadcaster)
+    site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
-    endpoint = endpoints.serverFromString(reactor_, _endpoint_description(config.http))
-    listener = internet.StreamServerEndpointService(endpoint, site)
-    listener._raiseSynchronously = True   # a port already in use must fail start-up, not just log
-    listener.setServiceParent(top)
+    if config.http.workers > 1:
+        api_site = _tls_wrapped(site, config.http.tls, config.source, "http.tls")
+        listener = ReusePortService(config.http.addr, api_site, reactor_)
+        listener.setServiceParent(top)
+        if worker == 0:
+            WorkerPool(config, listener, reactor_, config.http.draintimeout + 10).setServiceParent(top)
+        else:
+            tie_to_parent(reactor_)
+    else:
+        _listener(reactor_, config.http, site, config.http.tls, config.source, "http.tls").setServiceParent(top)
+    ts = config.tokenserver
+    if ts is not None and worker == 0:
+        # The built-in token issuer, on its own port (worker 0's only: not a shared one).
+        issuer = make_issuer_site(ts, config.source, reactor_)
+        _listener(reactor_, ts, issuer, ts.tls, config.source, "tokenserver.tls").setServiceParent(top)
     purging = config.storage.uploadpurging
-    if purging.enabled and not config.storage.readonly:
+    # One purger per registry, not per worker: worker 0's.
+    if purging.enabled and not config.storage.readonly and worker == 0:
         UploadPurger(driver, purging, reactor_).setServiceParent(top)
+    if config.storage.gc.enabled:
+        OnlineGC(registry, config.storage.gc, reactor_).setServiceParent(top)
     return top

@@ -328,15 +328,10 @@ NOT_SUPPORTED_YAML = {
     "log.reportcaller": "log: {reportcaller: true}",
     **{f"storage.{d}.{k}": f"storage: {{{d}: {{bucket: b, region: r, {k}: x}}}}"
        for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint", "redirectendpoint")},
-    "storage.gcs": "storage: gcs",
-    "storage.azure": "storage: {azure: }",
-    "auth.htpasswd": "auth: {htpasswd: {realm: r, path: /p}}",
-    "auth.token": "auth: token",
-    "auth.silly": "auth: {silly: }",
-    "http.tls": "http: {tls: {certificate: /c, key: /k}}",
+    "http.tls.letsencrypt": "http: {tls: {letsencrypt: {cachefile: /c}}}",
+    "tokenserver.tls.letsencrypt": "tokenserver: {tls: {letsencrypt: {cachefile: /c}}}",
     "http.debug": "http: {debug: {addr: ':5001'}}",
     "http.h2c": "http: {h2c: {enabled: true}}",
-    "notifications": "notifications: {endpoints: [{name: a, url: 'http://x'}]}",
     "redis.mastername": "redis: {addrs: [localhost:6379], mastername: m}",
     "health": "health: {storagedriver: {enabled: true}}",
     "proxy": "proxy: {remoteurl: 'https://registry-1.docker.io'}",
@@ -470,12 +465,12 @@ def test_a_second_driver_by_override_is_an_error_naming_it():
 def test_go_field_names_not_yaml_keys_name_struct_fields():
     e = error(env={"REGISTRY_HEALTH_FILECHECKERS_0_FILE": "/tmp/down"})
     assert str(e) == "config.yml: health: not supported yet (from REGISTRY_HEALTH_FILECHECKERS_0_FILE)"
-    e = error(env={"REGISTRY_NOTIFICATIONS_EVENTCONFIG_INCLUDEREFERENCES": "true"})
-    assert e.keypath == "notifications"
+    cfg = parse(with_(""), env={"REGISTRY_NOTIFICATIONS_EVENTCONFIG_INCLUDEREFERENCES": "true"})
+    assert cfg.notifications.include_references is True
     e = error(env={"REGISTRY_LOG_HOOKS_0_MAILOPTIONS_SMTP_ADDR": "mail:25"})
     assert e.keypath == "log.hooks"
-    e = error(env={"REGISTRY_HTTP_TLS_CLIENTCAS_0": "/ca.pem"})
-    assert e.keypath == "http.tls"
+    e = error(env={"REGISTRY_HTTP_TLS_LETSENCRYPT_HOSTS_0": "a.example"})
+    assert e.keypath == "http.tls.letsencrypt"
     # redis' inline options: with or without the Go field name
     assert error(env={"REGISTRY_REDIS_ADDRS": "[r:6379]", "REGISTRY_REDIS_MASTERNAME": "m"}).variables == (
         "REGISTRY_REDIS_MASTERNAME",)

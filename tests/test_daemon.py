@@ -233,8 +233,8 @@ BAD_CONFIGS = [
     ("addr-port", {"http": {"addr": "127.0.0.1:abc"}}, None, "http.addr", ["127.0.0.1:abc"]),
     ("log-level", {"log": {"level": "loud"}}, None, "log.level", ["loud"]),
     ("driver", {"storage": {"s4": {"bucket": "b"}}}, None, "storage.s4", ["unknown storage driver"]),
-    ("auth-htpasswd", {"auth": {"htpasswd": {"realm": "r", "path": "/nonexistent/htpasswd"}}}, None,
-     "auth.htpasswd", ["not supported"]),
+    ("auth-token", {"auth": {"token": {"realm": "r", "service": "s", "issuer": "i"}}}, None,
+     "auth.token", ["signing key"]),
     ("env-log-level", {}, {"REGISTRY_LOG_LEVEL": "loud"}, "log.level", ["loud", "REGISTRY_LOG_LEVEL"]),
 ]
 

@@ -18,6 +18,7 @@ from distregistry.registry.purge import go_time, parse_rfc3339
 from distregistry.registry.registry import less_path
 from distregistry.registry.uploads import HashStateCache
 from distregistry.storage.driver import factory
+from distregistry.storage.driver.base import PathNotFoundError
 
 NOW = 1_700_000_000          # 2023-11-14T22:13:20Z
 NOW_TEXT = "2023-11-14T22:13:20Z"
@@ -160,7 +161,8 @@ async def test_upload_layout_and_commit(env):
     assert (status.size, status.started_at, status.name) == (0, NOW_TEXT, "library/app")
     upload = f"{V2}/repositories/library/app/_uploads/{status.uuid}"
     if env.root:
-        assert env.files() == {f"{upload}/startedat": NOW_TEXT.encode(), f"{upload}/data": b""}
+        # The data file appears with the first append, as registry:2's.
+        assert env.files() == {f"{upload}/startedat": NOW_TEXT.encode()}
 
     data = os.urandom(300_000)
     for offset in range(0, len(data), 100_000):
@@ -264,10 +266,12 @@ async def test_empty_blob(env):
     desc = await push(repo, b"")
     assert (desc.digest, desc.size) == (sha(b""), 0)
     assert (await repo.blobs.stat(sha(b""))).size == 0
-    # A session without a data file (as registry:2's may be) commits the empty blob too.
+    # A session has no data file until its first append (as registry:2's), and commits the
+    # empty blob too.
     other = env.registry().repository("s")
     status = await other.uploads.start()
-    await env.driver.delete(paths.upload_data("s", status.uuid))
+    with pytest.raises(PathNotFoundError):
+        await env.driver.stat(paths.upload_data("s", status.uuid))
     assert (await other.uploads.status(status.uuid)).size == 0
     assert (await other.uploads.commit(status.uuid, sha(b""))).size == 0
 

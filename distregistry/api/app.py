@@ -12,12 +12,14 @@ from werkzeug.routing import RequestRedirect
 
 from distregistry import __version__, manifest
 from distregistry.api import blobs, catalog, manifests, referrers, tags, uploads
+from distregistry.api.access import AccessGate
 from distregistry.api.drain import RegistryChannel
 from distregistry.api.respond import respond, respond_error
 from distregistry.api.state import StateSigner
 from distregistry.api.streaming import BoundedBody, RegistryRequest
 from distregistry.api.urls import URLBuilder, query_args
 from distregistry.errcode import ErrorCode, RegistryError
+from distregistry.notifications.broadcast import Broadcaster
 
 SERVER = f"distregistry/{__version__}".encode()
 MUTATING = frozenset([b"POST", b"PUT", b"PATCH", b"DELETE"])
@@ -47,15 +49,21 @@ def _verbatim(name, raw_path):
 class RegistryAPI:
     """Holds what handlers need: the registry layer, URL builder, state signer and settings."""
 
-    def __init__(self, registry, config):
+    def __init__(self, registry, config, access=None, events=None):
+        """*access*: an IAccessController, or None for no access control; *events*: the
+        notifications Broadcaster, or None for none."""
         http = config.http
         self.registry = registry
         self.config = config
         self.urls = URLBuilder(http.prefix, http.host, http.relativeurls)
         self.signer = StateSigner(http.secret)
+        # Handlers get repositories whose stores emit registry:2's events (none configured:
+        # a Broadcaster without endpoints, which builds nothing).
+        self.events = events if events is not None else Broadcaster()
         self.readonly = config.storage.readonly
         self.redirect = not config.storage.redirect_disabled
         self._headers = [(k.encode(), [v.encode() for v in vs]) for k, vs in http.headers.items()]
+        self.gate = None if access is None else AccessGate(access, self._headers)
         self.app = Klein()
         for endpoint, rule, methods, handler in ROUTES:
             self._add_route(endpoint, http.prefix + rule, methods, handler)
@@ -67,22 +75,24 @@ class RegistryAPI:
     # -- routing -------------------------------------------------------------------------
     def _add_route(self, endpoint, rule, methods, handler):
         def view(request, **kwargs):
-            return defer.ensureDeferred(self._dispatch(request, handler, kwargs))
+            return defer.ensureDeferred(self._dispatch(request, endpoint, handler, kwargs))
         self.app.route(rule, methods=methods, endpoint=endpoint)(view)
 
-    async def _dispatch(self, request, handler, kwargs):
+    async def _dispatch(self, request, endpoint, handler, kwargs):
         self._common_headers(request)
         try:
+            name = kwargs.pop("name", None)
+            if name is not None and not _verbatim(name, request.path):
+                raise RegistryError(ErrorCode.NAME_INVALID, detail={"name": name})
+            if self.gate is not None:
+                await self.gate.check(request, endpoint, name)
             if self.readonly and request.method in MUTATING:
                 raise RegistryError(ErrorCode.UNSUPPORTED, detail="registry is in read-only mode",
                                     headers={"Allow": "GET, HEAD"})
             if handler is None:
                 return respond(request, 200, b"{}", "application/json")
-            if "name" in kwargs:
-                name = kwargs.pop("name")
-                if not _verbatim(name, request.path):
-                    raise RegistryError(ErrorCode.NAME_INVALID, detail={"name": name})
-                kwargs["repo"] = self.registry.repository(name)
+            if name is not None:
+                kwargs["repo"] = self.events.listen(self.registry.repository(name), request, self.urls)
             return await handler(self, request, **kwargs)
         except defer.CancelledError:
             raise
@@ -128,7 +138,16 @@ class RegistryAPI:
 
     # -- bodies --------------------------------------------------------------------------
     def body_sink(self, request, method, path, length):
-        """Called from RegistryRequest.gotLength: where this request's body goes."""
+        """Called from RegistryRequest.gotLength: where this request's body goes. With
+        access control, a request with a body is decided before any of it is read."""
+        if self.gate is not None and method in MUTATING:
+            matched = self.match(method, path)
+            if matched is not None and _verbatim(matched[1].get("name", ""), path):
+                return self.gate.before_body(request, method, matched,
+                                             lambda: self._body_sink(request, method, path, length))
+        return self._body_sink(request, method, path, length)
+
+    def _body_sink(self, request, method, path, length):
         if method in (b"PATCH", b"PUT", b"POST") and not self.readonly:
             matched = self.match(method, path)
             if (matched is not None and matched[0] in ("blob_upload", "blob_upload_chunk")

@@ -28,9 +28,24 @@ async def handle(api, request, repo, reference):
     return await _get(request, repo, kind, ref)
 
 
+def _not_modified(request, digest):
+    """A 304 if If-None-Match names *digest* (quoted or not), else None."""
+    etag = f'"{digest}"'
+    if_none_match = request.getHeader(b"if-none-match")
+    if if_none_match is not None and if_none_match.decode("latin-1").strip() in (etag, digest):
+        return respond(request, 304, headers={"Docker-Content-Digest": digest, "ETag": etag}, length=0)
+    return None
+
+
 async def _get(request, repo, kind, ref):
     digest = await repo.tags.resolve(ref) if kind == "tag" else ref
-    m = await repo.manifests.get(digest)
+    # registry:2 answers 304 before it reads the manifest, so a revalidation is not a pull
+    # (no pull event); the existence check keeps a 304 from vouching for an unknown digest.
+    if request.getHeader(b"if-none-match") is not None and await repo.manifests.exists(digest):
+        not_modified = _not_modified(request, digest)
+        if not_modified is not None:
+            return not_modified
+    m = await repo.manifests.get(digest, tag=ref if kind == "tag" else None)
     accept = [v.decode("latin-1") for v in request.requestHeaders.getRawHeaders(b"accept", [])]
     choice = manifest.negotiate(m, accept, by_tag=kind == "tag")
     if choice.kind == manifest.REJECT:
@@ -40,12 +55,11 @@ async def _get(request, repo, kind, ref):
         if child is None:
             raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, message="linux/amd64 manifest not found in manifest list")
         m = await repo.manifests.get(child.digest)
-    etag = f'"{m.digest}"'
-    headers = {"Docker-Content-Digest": m.digest, "ETag": etag}
-    if_none_match = request.getHeader(b"if-none-match")
-    if if_none_match is not None and if_none_match.decode("latin-1").strip() in (etag, m.digest):
-        return respond(request, 304, headers=headers, length=0)
-    return respond(request, 200, m.payload, m.media_type, headers)
+    not_modified = _not_modified(request, m.digest)   # the linux/amd64 child's own ETag
+    if not_modified is not None:
+        return not_modified
+    return respond(request, 200, m.payload, m.media_type, {"Docker-Content-Digest": m.digest,
+                                                           "ETag": f'"{m.digest}"'})
 
 
 async def _put(api, request, repo, kind, ref):
@@ -54,8 +68,8 @@ async def _put(api, request, repo, kind, ref):
         raise RegistryError(ErrorCode.MANIFEST_INVALID, detail="manifest too large", status=413)
     extra_tags = [validate_tag(t) for t in query_args(request.uri).get("tag", [])]
     content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
-    m = await repo.manifests.put(body.getvalue(), content_type, ref if kind == "digest" else None)
     tags = ([ref] if kind == "tag" else []) + [t for t in extra_tags if t != ref]
+    m = await repo.manifests.put(body.getvalue(), content_type, ref if kind == "digest" else None, tags=tags)
     for tag in tags:
         await repo.tags.tag(tag, m.digest)
     headers = {"Location": api.urls.manifest(request, repo.name, m.digest), "Docker-Content-Digest": m.digest}

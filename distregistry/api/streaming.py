@@ -162,11 +162,28 @@ class UploadSink(_Sink):
 class RegistryRequest(server.Request):
     """Chooses the body sink before the body arrives (the route is known from the request line)."""
 
+    # Set by the access gate (distregistry/api/access.py). registry_user is THE place that
+    # names the authenticated user (events' actor.name, logs); None without auth.
+    registry_user = None
+    registry_authorized = False
+    registry_rejected = False   # answered 401 before the body was read; never processed
+    registry_pending = None     # Deferred of an access decision made before the body
+
     def gotLength(self, length):
         channel = self.channel
         method = getattr(channel, "_command", None) or getattr(channel, "command", b"")
         path = getattr(channel, "_path", None) or getattr(channel, "path", b"")
         self.content = channel.site.api.body_sink(self, method, path, length)
+
+    def process(self):
+        if self.registry_rejected:
+            return
+        pending = self.registry_pending
+        if pending is not None and not pending.called:
+            # The whole body came with the headers, before the access decision.
+            pending.addCallback(lambda _: None if self.registry_rejected else server.Request.process(self))
+            return
+        super().process()
 
     def connectionLost(self, reason):
         abort = getattr(self.content, "abort", None)

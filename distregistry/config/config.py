@@ -14,9 +14,11 @@ from .http import HTTPConfig
 from .listing import CatalogConfig, TagsConfig
 from .log import LogConfig
 from .node import Context, Node, show
+from .notifications import NotificationsConfig
 from .redis import RedisConfig
 from .schema import CONFIGURATION
 from .storage import StorageConfig
+from .tokenserver import TokenServerConfig
 from .validation import ValidationConfig
 from .yamlsrc import load_yaml, scalar_text
 
@@ -34,7 +36,9 @@ SECTIONS = {
     "catalog": CatalogConfig.parse,
     "tags": TagsConfig.parse,
     "validation": ValidationConfig.parse,
+    "notifications": NotificationsConfig.parse,
     "redis": RedisConfig.parse,
+    "tokenserver": TokenServerConfig.parse,
 }
 
 
@@ -49,7 +53,9 @@ class Config:
     catalog = attr.ib()  # CatalogConfig
     tags = attr.ib()  # TagsConfig
     validation = attr.ib()  # ValidationConfig
+    notifications = attr.ib()  # NotificationsConfig
     redis = attr.ib()  # RedisConfig, or None when the section is absent
+    tokenserver = attr.ib()  # TokenServerConfig, or None
 
     @classmethod
     def load(cls, path=None, environ=None):

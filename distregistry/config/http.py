@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 import attr
 
 from .node import show
+from .tls import TLSConfig
 
 DEFAULT_ADDR = ":5000"
 NETS = ("tcp", "unix")
@@ -70,6 +71,15 @@ def _headers(node):
     return headers
 
 
+def _workers(node, net):
+    """``http.workers`` (not in registry:2): N processes accept on one TCP port, so a
+    registry uses N cores (shared/reference/twisted.md 4.4)."""
+    workers = node.as_int(1, minimum=1)
+    if workers > 1 and net != "tcp":
+        raise node.error("more than one worker needs net: tcp")
+    return workers
+
+
 @attr.s(frozen=True, slots=True)
 class HTTPConfig:
     addr = attr.ib()  # "host:port" for tcp, a socket path for unix
@@ -81,6 +91,8 @@ class HTTPConfig:
     draintimeout = attr.ib()  # seconds to drain connections on shutdown; 0: no drain
     headers = attr.ib()  # dict canonical name -> list of values, added to API responses
     http2_disabled = attr.ib()  # bool
+    tls = attr.ib()  # TLSConfig, or None for plain HTTP
+    workers = attr.ib(default=1)  # distregistry extension: processes sharing the port (SO_REUSEPORT)
 
     @classmethod
     def parse(cls, root):
@@ -103,4 +115,6 @@ class HTTPConfig:
             draintimeout=node["draintimeout"].as_duration(0.0),
             headers=_headers(node["headers"]),
             http2_disabled=node["http2"]["disabled"].as_bool(False),
+            tls=TLSConfig.parse(node["tls"]),
+            workers=_workers(node["workers"], net),
         )

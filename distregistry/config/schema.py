@@ -104,6 +104,7 @@ _STORAGE = Map(
         "maintenance": params(
             uploadpurging=params("enabled", "age", "interval", "dryrun"),
             readonly=params("enabled"),
+            gc=params("enabled", "interval", "graceperiod", "dryrun"),   # distregistry's own
         ),
         "cache": params("blobdescriptor", "blobdescriptorsize", "layerinfo"),
         "delete": params("enabled"),
@@ -118,19 +119,27 @@ _STORAGE = Map(
             "objectacl", "loglevel", "useragent", "usedualstack", "accelerate", "usefipsendpoint",
             "redirectendpoint",
         )),
+        "gcs": params("bucket", "keyfile", "rootdirectory", "chunksize", "maxconcurrency", "useragent",
+                      credentials=Map()),
+        "azure": params("accountname", "accountkey", "container", "realm", "serviceurl", "rootdirectory",
+                        "connectionstring", "credentials", "max_retries", "retry_delay", "skipverify",
+                        "useragent"),
     },
     shorthand=True,
 )
 
+_TLS = struct(
+    "certificate", "key", "clientauth", "minimumtls",
+    clientcas=_STRINGS,
+    ciphersuites=_STRINGS,
+    letsencrypt=struct("cachefile", "email", "directoryurl", hosts=_STRINGS),
+)
+
 _HTTP = struct(
     "addr", "net", "host", "prefix", "secret", "relativeurls", "draintimeout",
+    "workers",   # distregistry's extension (config/http.py)
     headers=_HEADERS,
-    tls=struct(
-        "certificate", "key", "clientauth", "minimumtls",
-        clientcas=_STRINGS,
-        ciphersuites=_STRINGS,
-        letsencrypt=struct("cachefile", "email", "directoryurl", hosts=_STRINGS),
-    ),
+    tls=_TLS,
     debug=struct("addr", prometheus=struct("enabled", "path")),
     http2=struct("disabled"),
     h2c=struct("enabled"),
@@ -138,8 +147,10 @@ _HTTP = struct(
 
 _NOTIFICATIONS = Struct({
     "events": Field(struct("includereferences"), go="EVENTCONFIG"),
+    # distregistry's extensions: the durable queue, and the envelope version per endpoint.
+    "journal": struct("rootdirectory", "maxsize"),
     "endpoints": List(struct(
-        "name", "disabled", "url", "timeout", "threshold", "backoff",
+        "name", "disabled", "url", "timeout", "threshold", "backoff", "envelope",
         headers=_HEADERS,
         ignoredmediatypes=_STRINGS,
         ignore=struct(mediatypes=_STRINGS, actions=_STRINGS),
@@ -198,6 +209,13 @@ CONFIGURATION = struct(
         ),
     ),
     policy=struct(repository=struct(classes=_STRINGS)),
+    # distregistry's own: the built-in token server (config/tokenserver.py).
+    tokenserver=struct(
+        "addr", "issuer", "service", "signingkey", "htpasswd", "expiration", "refreshexpiration",
+        tls=_TLS,
+        groups=Map(_STRINGS),
+        access=List(struct("type", "name", users=_STRINGS, groups=_STRINGS, actions=_STRINGS)),
+    ),
 )
 
 # Keys registry:2 understands that this build does not implement yet. Setting one (to anything
@@ -207,10 +225,8 @@ NOT_SUPPORTED = frozenset({
     "log.hooks", "log.reportcaller",
     *(f"storage.{d}.{k}" for d in ("s3", "s3aws") for k in ("usedualstack", "accelerate", "usefipsendpoint",
                                                                  "redirectendpoint")),
-    "storage.gcs", "storage.azure",
-    "auth.htpasswd", "auth.token", "auth.silly",
-    "http.tls", "http.debug", "http.h2c",
-    "notifications", "redis.mastername", "health", "proxy", "middleware", "policy",
+    "http.tls.letsencrypt", "http.debug", "http.h2c", "tokenserver.tls.letsencrypt",
+    "redis.mastername", "health", "proxy", "middleware", "policy",
 })
 
 # registry:2 2.8 keys that 3.x dropped: warned about and ignored, as 3.x ignores them.

@@ -3,6 +3,8 @@ subsections (``maintenance``, ``cache``, ``delete``, ``redirect``, ``tag``)."""
 
 import attr
 
+from . import cloudstorage
+from .gc import GCConfig
 from .s3 import parse_s3
 from .schema import NOT_SUPPORTED
 
@@ -52,7 +54,8 @@ def _inmemory(node):
 
 
 # driver name -> parser of its parameters node into the parameters dict, defaults applied
-DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory, "s3": parse_s3, "s3aws": parse_s3}
+DRIVERS = {"filesystem": _filesystem, "inmemory": _inmemory, "s3": parse_s3, "s3aws": parse_s3,
+           "gcs": cloudstorage.gcs, "azure": cloudstorage.azure}
 
 
 @attr.s(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class StorageConfig:
     redirect_disabled = attr.ib()  # storage.redirect.disable
     readonly = attr.ib()  # storage.maintenance.readonly.enabled
     uploadpurging = attr.ib()  # UploadPurgingConfig
+    gc = attr.ib()  # GCConfig: storage.maintenance.gc, distregistry's online GC
     tag_concurrencylimit = attr.ib()  # storage.tag.concurrencylimit; 0: the consumer's default
     blobdescriptor_cache = attr.ib(default=None)  # storage.cache.blobdescriptor: None, "inmemory", "redis"
     blobdescriptor_size = attr.ib(default=DEFAULT_DESCRIPTOR_CACHE_SIZE)  # inmemory only; 0: unbounded
@@ -128,6 +132,7 @@ class StorageConfig:
             redirect_disabled=node["redirect"]["disable"].as_bool(False),
             readonly=maintenance["readonly"]["enabled"].as_bool(False),
             uploadpurging=UploadPurgingConfig.parse(maintenance["uploadpurging"]),
+            gc=GCConfig.parse(maintenance["gc"]),
             tag_concurrencylimit=node["tag"]["concurrencylimit"].as_int(0, minimum=0),
             blobdescriptor_cache=_descriptor_cache(node["cache"], root),
             blobdescriptor_size=node["cache"]["blobdescriptorsize"].as_int(DEFAULT_DESCRIPTOR_CACHE_SIZE, minimum=0),

@@ -73,6 +73,10 @@ class BlobStore:
         canonical = checked_digest(digest)
         if canonical is None:
             raise self._unknown(digest)
+        # A client told "exists" (HEAD before a push, a mount, a manifest's check) may build on
+        # it: online GC keeps what was asked for within its grace period, and a delete already
+        # under way finishes before we look (the cache too), so we answer "unknown" instead.
+        await self._repository.registry.gc_guard.record([canonical])
         cache = self._repository.registry.blob_cache
         if cache is not None:
             cached = await cache.get(self._name, canonical)

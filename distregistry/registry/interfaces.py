@@ -102,8 +102,9 @@ class IManifestStore(Interface):
         store the exact bytes, link the revision, index the subject. Does not tag."""
 
     def delete(digest):
-        """Deferred: unlink the revision, untag every tag pointing at it, drop it from the
-        referrers index; MANIFEST_UNKNOWN if absent; UNSUPPORTED if deletes are off."""
+        """Deferred[list[str]]: unlink the revision, untag every tag pointing at it (the tags
+        removed are the result, for notifications), drop it from the referrers index;
+        MANIFEST_UNKNOWN if absent; UNSUPPORTED if deletes are off."""
 
 
 class ITagStore(Interface):

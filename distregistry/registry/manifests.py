@@ -3,6 +3,7 @@
 Not in ``_layers``, so ``GET /blobs/<manifest digest>`` stays BLOB_UNKNOWN as in registry:2.
 """
 
+import collections
 import re
 
 from twisted.logger import Logger
@@ -49,14 +50,30 @@ class ManifestStore:
 
     @deferred
     async def get(self, digest):
-        canonical = await self._revision(digest)
-        if canonical is None:
+        canonical = checked_digest(digest)
+        cache = self._repository.registry.manifest_cache
+        cached = cache.get(canonical) if canonical is not None else None
+        if cached is not None:
+            # The bytes under a digest never change, but whether this repository has the
+            # manifest does: the revision link is read on every GET, as registry:2 does.
+            if await self._revision(digest) is None:
+                raise self._unknown(digest)
+            return cached
+        # The link and the bytes are read together: one storage round trip instead of two.
+        linked, payload = await gather([lambda: self._revision(digest), lambda: self._payload(canonical)])
+        if linked is None or payload is None:
             raise self._unknown(digest)
+        m = manifest_format.load(payload)
+        cache.put(canonical, m)
+        return m
+
+    async def _payload(self, canonical):
+        if canonical is None:
+            return None
         try:
-            payload = await self._driver.get_content(paths.blob_data(canonical))
+            return await self._driver.get_content(paths.blob_data(canonical))
         except PathNotFoundError:
-            raise self._unknown(digest) from None
-        return manifest_format.load(payload)
+            return None
 
     @deferred
     async def exists(self, digest):
@@ -68,11 +85,15 @@ class ManifestStore:
         if reference is not None and is_digest(reference):
             if parse_digest(reference) != m.digest:
                 raise RegistryError(ErrorCode.DIGEST_INVALID)
+        # Before the references are checked: online GC must not delete what this manifest is
+        # about to point at, nor its own bytes if they are stored already (a re-push).
+        await self._repository.registry.gc_guard.record([m.digest] + [d.digest for d in m.references()])
         await self._verify(m, self._repository.validation)
 
         if await blob_size(self._driver, m.digest) is None:
             await self._driver.put_content(paths.blob_data(m.digest), m.payload)
         await write_link(self._driver, paths.revision_link(self._name, m.digest), m.digest)
+        self._repository.registry.manifest_cache.put(m.digest, m)
         if m.subject is not None:
             await self._repository.referrers.add(m)
         log.info("manifest {digest} ({media_type}) stored in {repository}",
@@ -133,15 +154,46 @@ class ManifestStore:
             await self._driver.delete(paths.revision_link(self._name, canonical))
         except PathNotFoundError:
             raise self._unknown(digest) from None
+        removed = []
         for tag in await self._repository.tags.lookup(canonical):
             try:
                 await self._repository.tags.untag(tag)
             except RegistryError as error:
                 if error.code is not ErrorCode.MANIFEST_UNKNOWN:   # untagged meanwhile: fine
                     raise
+            else:
+                removed.append(tag)
         if m is not None and m.subject is not None:
             await self._repository.referrers.remove(m)
         log.info("manifest {digest} deleted from {repository}", digest=canonical, repository=self._name)
+        return removed
+
+
+class ManifestCache:
+    """Parsed manifests by digest, least recently used out first, at most *max_bytes* of
+    payload. Safe across replicas and workers because content under a digest is immutable
+    and callers still check the repository's revision link in storage; a tag -> digest
+    cache would not be (another replica may move the tag)."""
+
+    def __init__(self, max_bytes=16 << 20):
+        self._max = max_bytes
+        self._size = 0
+        self._entries = collections.OrderedDict()
+
+    def get(self, digest):
+        m = self._entries.get(digest)
+        if m is not None:
+            self._entries.move_to_end(digest)
+        return m
+
+    def put(self, digest, m):
+        if digest in self._entries or len(m.payload) > self._max:
+            return
+        self._entries[digest] = m
+        self._size += len(m.payload)
+        while self._size > self._max:
+            _, old = self._entries.popitem(last=False)
+            self._size -= len(old.payload)
 
 
 def _child_required(child, validation):

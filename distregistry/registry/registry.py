@@ -4,11 +4,12 @@ import attr
 from zope.interface import implementer
 
 from distregistry.errcode import ErrorCode, RegistryError
+from distregistry.gc.guard import GCGuard
 from distregistry.reference import validate_name
 from distregistry.registry import deferred, paths
 from distregistry.registry.blobs import BlobStore
 from distregistry.registry.interfaces import IRegistry, IRepository
-from distregistry.registry.manifests import ManifestStore
+from distregistry.registry.manifests import ManifestCache, ManifestStore
 from distregistry.registry.referrers import ReferrersIndex
 from distregistry.registry.tags import TagStore
 from distregistry.registry.uploads import HashStateCache, SessionLocks, UploadStore
@@ -66,6 +67,14 @@ class Registry:
         # Process-wide, not per Repository: the API makes a Repository per request.
         self.hash_states = HashStateCache()
         self.upload_locks = SessionLocks()
+        self.manifest_cache = ManifestCache()
+        # What pushes rely on, so online GC leaves it alone; GC's cache invalidation hook.
+        self.gc_guard = GCGuard(clock)
+        if blob_cache is not None:
+            # A cached descriptor answers stat without looking at storage: it must go with
+            # what GC deletes, per repository (a blob's data goes for every repository).
+            self.gc_guard.add_invalidator(
+                lambda kind, repository, digest: None if repository is None else blob_cache.clear(repository, digest))
 
     def repository(self, name):
         validate_name(name)

@@ -182,8 +182,9 @@ class UploadStore:
     async def start(self):
         uuid = str(uuidlib.uuid4())
         started_at = format_startedat(self._clock.seconds())
+        # No empty data file: as registry:2's, it appears with the first append (two fewer
+        # fsyncs and one storage call fewer per upload; an absent one reads as empty).
         await self._driver.put_content(paths.upload_startedat(self._name, uuid), started_at.encode("ascii"))
-        await self._driver.put_content(paths.upload_data(self._name, uuid), b"")
         self._cache.put(self._key(uuid), 0, hashlib.sha256())
         log.info("upload {uuid} started in {repository}", uuid=uuid, repository=self._name)
         return UploadStatus(name=self._name, uuid=uuid, size=0, started_at=started_at)
@@ -263,6 +264,9 @@ class UploadStore:
                      uuid=uuid, repository=self._name, provided=digest, computed=computed)
             raise RegistryError(ErrorCode.DIGEST_INVALID, detail={"Digest": digest, "Reason": {}})
 
+        # Before the existence check in _move_into_place: an online GC deleting this digest
+        # finishes first, so the check cannot see data that is about to go.
+        await self._repository.registry.gc_guard.record([digest])
         await self._move_into_place(uuid, digest)
         await self._repository.blobs.link(digest)
         try:

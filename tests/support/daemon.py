@@ -235,6 +235,9 @@ class Daemon:
             env=self.environment(),
         )
 
+    # What GET /v2/ answers once the daemon is up (401 too behind auth: SecureDaemon).
+    ready_statuses = (200,)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
@@ -247,7 +250,7 @@ class Daemon:
                 )
             try:
                 r = self.request("GET", "/v2/", timeout=2)
-                if r.status == 200:
+                if r.status in self.ready_statuses:
                     return
                 last_error = f"GET /v2/ -> {r.status} {r.body[:200]!r}"
             except OSError as exc:

@@ -37,9 +37,17 @@ class _ServiceMaker:
     options = Options
 
     def makeService(self, options):
+        import sys
+
+        from distregistry.config import ConfigError
         from distregistry.service import make_service
 
-        return make_service(options.loaded)
+        try:
+            return make_service(options.loaded)
+        except ConfigError as e:
+            # Files named by the config (TLS certificates, token keys) are read here.
+            print(f"distregistry: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
 
 
 serviceMaker = _ServiceMaker()

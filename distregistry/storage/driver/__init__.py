@@ -28,21 +28,47 @@ async def walk_tree(children, path, visit):
     await _walk_dir(children, path, visit, top=True)
 
 
-async def _walk_dir(children, path, visit, top):
+# Directories whose listing is requested ahead of the walk reaching them: a catalog walk
+# enters every repository directory, and one storage round trip at a time left the
+# filesystem driver's threads idle most of the time.
+PREFETCH = 16
+
+
+async def _walk_dir(children, path, visit, top, listing=None):
     try:
-        entries = await children(path)
+        entries = await (listing if listing is not None else children(path))
     except PathNotFoundError:
         if top:
             raise
         # Removed between being listed and being entered: registry:2 ignores it too.
         return
     # Siblings share the parent prefix, so sorting full paths sorts by name.
-    for info in sorted(entries, key=lambda i: i.path):
-        try:
-            result = visit(info)
-            if isinstance(result, Deferred):
-                result = await result
-        except SkipDir:
-            continue
-        if info.is_dir and not _is_skip(result):
-            await _walk_dir(children, info.path, visit, top=False)
+    entries = sorted(entries, key=lambda i: i.path)
+    ahead = {}   # index -> Deferred listing of a later sibling directory
+    try:
+        for index, info in enumerate(entries):
+            try:
+                result = visit(info)
+                if isinstance(result, Deferred):
+                    result = await result
+            except SkipDir:
+                _abandon(ahead.pop(index, None))
+                continue
+            if info.is_dir and not _is_skip(result):
+                # Only once a directory is entered: directories skipped before the walk
+                # gets anywhere (a catalog page after ``last``) are never listed.
+                for later in range(index + 1, min(index + 1 + PREFETCH, len(entries))):
+                    if entries[later].is_dir and later not in ahead:
+                        ahead[later] = children(entries[later].path)
+                await _walk_dir(children, info.path, visit, top=False, listing=ahead.pop(index, None))
+            else:
+                _abandon(ahead.pop(index, None))
+    finally:
+        for d in ahead.values():   # the walk stopped early
+            _abandon(d)
+
+
+def _abandon(listing):
+    """A listing requested ahead that the walk will not use: its failure is nobody's."""
+    if listing is not None:
+        listing.addErrback(lambda _: None)

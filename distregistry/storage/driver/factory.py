@@ -19,12 +19,28 @@ def _s3(parameters, reactor, managed):
     return S3Driver(parameters, reactor=reactor)
 
 
+def _gcs(parameters, reactor, managed):
+    import os
+
+    from distregistry.storage.driver.gcs import from_parameters
+
+    return from_parameters(parameters, reactor, os.environ)
+
+
+def _azure(parameters, reactor, managed):
+    from distregistry.storage.driver.azure import AzureDriver
+
+    return AzureDriver(**parameters, reactor=reactor)
+
+
 # Imported on demand, so a cloud driver's client library is needed only where it is used.
 _BUILDERS = {
     "filesystem": _filesystem,
     "inmemory": _inmemory,
     "s3": _s3,
     "s3aws": _s3,
+    "gcs": _gcs,
+    "azure": _azure,
 }
 
 
