@@ -1,24 +1,13 @@
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="distregistry",
     version="0.1.0",
     description="OCI Distribution registry daemon on Twisted, drop-in for registry:2",
     python_requires=">=3.11",
-    # Explicit list: twisted/plugins must ship without an __init__.py (it is Twisted's package).
-    packages=[
-        "distregistry",
-        "distregistry.api",
-        "distregistry.auth",
-        "distregistry.config",
-        "distregistry.health",
-        "distregistry.manifest",
-        "distregistry.metrics",
-        "distregistry.registry",
-        "distregistry.storage",
-        "distregistry.storage.driver",
-        "twisted.plugins",
-    ],
+    # twisted/plugins ships without an __init__.py (it is Twisted's package), so it is named
+    # explicitly; every distregistry package is found, so a new one cannot be forgotten.
+    packages=find_packages(include=["distregistry", "distregistry.*"]) + ["twisted.plugins"],
     package_data={"distregistry.config": ["default.yml"]},
     install_requires=[
         "Twisted[tls]>=26.10",
@@ -30,6 +19,9 @@ setup(
         "bcrypt>=4",
         "PyJWT[crypto]>=2.8",
         "prometheus-client>=0.20",
+        "botocore>=1.34",      # s3 driver: SigV4 signing
+        "txredisapi>=1.6",     # redis blob-descriptor cache
+        "google-auth>=2.20",   # gcs driver
     ],
     entry_points={"console_scripts": ["distregistry = distregistry.cli:main"]},
 )

@@ -1,0 +1,1 @@
+"""The HTTP API: the Klein app, its handlers, request bodies and responses."""
