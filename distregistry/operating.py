@@ -38,16 +38,23 @@ def prepare(config, api, driver, reactor):
         api.health = HealthService(config.health, driver, reactor)
 
 
-def add_services(top, config, api, reactor, endpoint_description, purger=None, serve_debug=True):
+def add_services(top, config, api, reactor, endpoint_description, purger=None, serve_debug=True,
+                 notifications=None, cache=None):
     """Health checks, debug site (unless *serve_debug* is false) and reloader as children of
-    *top* (after the API listener, so they stop before the drain)."""
+    *top* (after the API listener, so they stop before the drain). *notifications* (their
+    status) and *cache* (the blob-descriptor cache's counters) feed /metrics and /debug/vars."""
+    if config.debug.prometheus_enabled:
+        from distregistry.metrics import collectors
+
+        collectors.SOURCES.notifications = notifications
+        collectors.SOURCES.cache = cache
     health = api.health
     if health is not None:
         health.setServiceParent(top)
     if config.debug.addr and serve_debug:
         from distregistry.metrics.site import DebugSite
 
-        debug = DebugSite(config.debug, health, reactor)
+        debug = DebugSite(config.debug, health, reactor, notifications)
         where = types.SimpleNamespace(net="tcp", addr=config.debug.addr)
         listener = internet.StreamServerEndpointService(
             endpoints.serverFromString(reactor, endpoint_description(where)), debug.site())

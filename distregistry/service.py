@@ -197,5 +197,7 @@ def make_service(config, reactor_=reactor, worker=None):
     if config.storage.gc.enabled:
         OnlineGC(registry, config.storage.gc, reactor_).setServiceParent(top)
     # The debug port is one per host as well: with http.workers it is worker 0's (and so are its metrics).
-    operating.add_services(top, config, api, reactor_, _endpoint_description, purger, serve_debug=worker == 0)
+    operating.add_services(top, config, api, reactor_, _endpoint_description, purger, serve_debug=worker == 0,
+                           notifications=notifications.status,
+                           cache=blob_cache.stats if blob_cache is not None else None)
     return top

@@ -13,12 +13,20 @@ from distregistry.metrics import REGISTRY
 
 
 class DebugSite:
-    def __init__(self, debug_config, health, reactor):
+    def __init__(self, debug_config, health, reactor, notifications=None):
         self._health = health
         self._reactor = reactor
         self.app = Klein()
+        if notifications is not None:
+            from distregistry.notifications.status import StatusResource
+
+            # registry:2's expvar view of the notification endpoints.
+            vars_resource = StatusResource(notifications)
+            self.app.route("/debug/vars", methods=["GET"], endpoint="vars")(
+                lambda request: _respond(request, 200, vars_resource.render_GET(request),
+                                         "application/json; charset=utf-8"))
         if debug_config.prometheus_enabled:
-            self.app.route(debug_config.prometheus_path, methods=["GET"])(
+            self.app.route(debug_config.prometheus_path, methods=["GET"], endpoint="metrics")(
                 lambda request: defer.ensureDeferred(self.metrics(request)))
         self.app.route("/debug/health", methods=["GET"])(self.health)
 
