@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import defer, utils
 
 from distregistry.storage.driver import factory, filesystem
-from distregistry.storage.driver.base import InvalidPathError, StorageDriverError
+from distregistry.storage.driver.base import InvalidPathError, PathNotFoundError, StorageDriverError
 from distregistry.storage.driver.filesystem import FilesystemDriver
 from driver_suite import MiB, DriverSuite
 
@@ -196,7 +196,7 @@ async def test_append_after_a_restart(root):
 
 
 class _Recording:
-    """Stands in for a module and records the thread of every call made through it."""
+    """Stands in for a module and records the thread and arguments of every call made through it."""
 
     def __init__(self, real, calls):
         self._real, self._calls = real, calls
@@ -210,7 +210,7 @@ class _Recording:
         label = f"{self._real.__name__}.{name}"
 
         def call(*args, **kwargs):
-            self._calls.append((label, threading.current_thread()))
+            self._calls.append((label, threading.current_thread(), args))
             return attr(*args, **kwargs)
 
         return call
@@ -244,12 +244,44 @@ async def test_blocking_calls_never_run_on_the_reactor_thread(fs, monkeypatch):
     await fs.delete("/a/b")
     await fs.delete("/c")
 
-    labels = {label for label, _ in calls}
+    labels = {label for label, _, _ in calls}
     assert {"builtins.open", "os.open", "os.fstat", "os.readlink", "os.fsync", "os.replace", "os.scandir",
             "posixpath.realpath"} <= labels
     main = threading.main_thread()
     assert threading.current_thread() is main  # the reactor runs here under pytest-twisted
-    assert [label for label, thread in calls if thread is main] == []
+    # On the reactor thread only what cannot wait for the disk (nowait.py): fstat and close of
+    # an open fd, the /proc magic link of one, and reads that refuse to wait for the disk.
+    on_reactor = [(label, args) for label, thread, args in calls if thread is main]
+    for label, args in on_reactor:
+        if label == "os.readlink":
+            assert args[0].startswith("/proc/self/fd/")
+        elif label == "os.preadv":
+            assert args[3] & os.RWF_NOWAIT
+        else:
+            assert label in ("os.fstat", "os.close", "os.fsencode"), label
+
+
+@pytest.mark.skipif(not filesystem._NOWAIT.enabled, reason="no openat2(RESOLVE_CACHED) here")
+async def test_cached_reads_and_stats_skip_the_pool(fs, root, monkeypatch, tmp_path):
+    await fs.put_content("/r/link", b"sha256:" + b"0" * 64)
+    await fs.put_content("/r/big", b"x" * (filesystem.NOWAIT_READ_LIMIT + 1))
+    (tmp_path / "outside").write_bytes(b"secret")
+    (root / "r" / "escape").symlink_to(tmp_path / "outside")
+    pooled = []
+    run = fs._run
+    monkeypatch.setattr(fs, "_run", lambda fn, *args: pooled.append(fn.__name__) or run(fn, *args))
+
+    assert await fs.get_content("/r/link") == b"sha256:" + b"0" * 64
+    assert (await fs.stat("/r/link")).size == 71
+    assert (await fs.stat("/r")).is_dir
+    assert pooled == []
+    # Too big to copy on the reactor, absent, or leaving the root: the pool answers.
+    assert len(await fs.get_content("/r/big")) == filesystem.NOWAIT_READ_LIMIT + 1
+    with pytest.raises(PathNotFoundError):
+        await fs.get_content("/r/absent")
+    with pytest.raises(InvalidPathError):
+        await fs.get_content("/r/escape")
+    assert pooled == ["_get_content"] * 3
 
 
 async def test_the_pool_is_bounded_by_maxthreads(fs, monkeypatch):
@@ -277,6 +309,7 @@ async def test_the_pool_is_bounded_by_maxthreads(fs, monkeypatch):
                     load["now"] -= 1
 
     await fs.put_content("/f", b"x")
+    monkeypatch.setattr(filesystem._NOWAIT, "enabled", False)   # every stat in the pool
     monkeypatch.setattr(filesystem, "os", SlowStat())
     infos = await defer.gatherResults([fs.stat("/f") for _ in range(100)])
     assert len(infos) == 100

@@ -4,8 +4,9 @@ The on-disk tree is registry:2's (3.x): files written through ``<path>.<uuid>.tm
 fsync, rename and a directory fsync; directories created 0o777 and files 0o666 (the
 umask applies), so a Go registry can share the tree.
 
-Every blocking call runs in the driver's own bounded thread pool (``maxthreads``, like
-registry:2's regulator), never on the reactor thread. Open readers and writers run
+Every call that may block runs in the driver's own bounded thread pool (``maxthreads``,
+like registry:2's regulator), never on the reactor thread; small reads and stats are first
+tried on the reactor thread in a way the kernel guarantees not to wait (nowait.py). Open readers and writers run
 their calls one at a time, in call order, so callers may queue several.
 """
 
@@ -26,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from distregistry.storage.driver import walk_tree
+from distregistry.storage.driver.nowait import NoWait
 from distregistry.storage.driver.base import (
     PATH_RE,
     FileInfo,
@@ -47,6 +49,11 @@ PATH_MAX = 4096
 
 # Calls one pool job runs for an open file before yielding its thread (16 MiB of 1 MiB writes).
 _DRAIN_BATCH = 16
+
+# Files read whole on the reactor thread when cached (link files, manifests); larger ones go
+# through the pool, so the reactor never copies more than this at once.
+NOWAIT_READ_LIMIT = 256 << 10
+_NOWAIT = NoWait()
 
 # errno values meaning "nothing there" when looking a path up.
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
@@ -291,6 +298,23 @@ class FilesystemDriver:
             raise
         return fd
 
+    def _open_nowait(self, full, path, flags):
+        """On the reactor thread: an fd for *full*, inside the root, if the kernel could open
+        it without waiting for the disk (nowait.py), else None: the pool then does it and
+        gives the answer, errors included."""
+        if self._real_root is None or self._closed:
+            return None     # the root is resolved once, by the pool (realpath may wait)
+        fd = _NOWAIT.open(full, flags)
+        if fd is None:
+            return None
+        try:
+            # Reading a /proc magic link waits for nothing.
+            self._confine(full, path, os.readlink(f"/proc/self/fd/{fd}"))
+        except (OSError, InvalidPathError):
+            os.close(fd)
+            return None
+        return fd
+
     def _raise(self, exc, path, absent=_ABSENT, conflict=()):
         """Raise the driver error an OSError means, or the OSError itself."""
         if exc.errno in absent:
@@ -305,7 +329,14 @@ class FilesystemDriver:
 
     @_deferred
     def get_content(self, path):
-        return self._run(self._get_content, self._full(path), path)
+        full = self._full(path)
+        fd = self._open_nowait(full, path, os.O_RDONLY)
+        if fd is not None:
+            with _closing_fd(fd):
+                data = _NOWAIT.read(fd, NOWAIT_READ_LIMIT)
+            if data is not None:
+                return data
+        return self._run(self._get_content, full, path)
 
     def _get_content(self, full, path):
         try:
@@ -390,7 +421,12 @@ class FilesystemDriver:
 
     @_deferred
     def stat(self, path):
-        return self._run(self._stat, self._full(path, root_ok=True), path)
+        full = self._full(path, root_ok=True)
+        fd = self._open_nowait(full, path, os.O_PATH)
+        if fd is not None:
+            with _closing_fd(fd):
+                return self._info(path, os.fstat(fd))
+        return self._run(self._stat, full, path)
 
     def _stat(self, full, path):
         try:
@@ -401,6 +437,10 @@ class FilesystemDriver:
                 os.close(fd)
         except OSError as e:
             self._raise(e, path)
+        return self._info(path, st)
+
+    @staticmethod
+    def _info(path, st):
         is_dir = statmod.S_ISDIR(st.st_mode)
         return FileInfo(path=path, size=0 if is_dir else st.st_size, modtime=st.st_mtime, is_dir=is_dir)
 
