@@ -28,6 +28,11 @@ class RegistryChannel(http.HTTPChannel):
     def connectionMade(self):
         super().connectionMade()
         self.site.connections.add(self)
+        self._host = self.transport.getHost()
+
+    def getHost(self):
+        # Every Request asks (twisted.web's Request.__init__); one getsockname() per connection.
+        return self._host
 
     def dataReceived(self, data):
         if self._first and data:

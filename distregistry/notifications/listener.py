@@ -8,6 +8,8 @@ an event that survives a crash. Pull events are not awaited: a pull is not worth
 flush of latency, and they reach the journal with the next batch all the same.
 """
 
+import functools
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -91,13 +93,30 @@ class TagListener(_Wrapper):
 
 
 class ListenedRepository:
-    """An IRepository whose manifests, blobs, uploads and tags report to *bridge*."""
+    """An IRepository whose manifests, blobs, uploads and tags report to *bridge*; the
+    wrappers are made when first used (a request uses one or two of them)."""
 
     def __init__(self, repository, bridge):
-        name = repository.name
-        self.name = name
-        self.manifests = ManifestListener(repository.manifests, bridge, name)
-        self.blobs = BlobListener(repository.blobs, bridge, name)
-        self.uploads = UploadListener(repository.uploads, bridge, name)
-        self.tags = TagListener(repository.tags, bridge, name)
-        self.referrers = repository.referrers
+        self.name = repository.name
+        self._repository = repository
+        self._bridge = bridge
+
+    @functools.cached_property
+    def manifests(self):
+        return ManifestListener(self._repository.manifests, self._bridge, self.name)
+
+    @functools.cached_property
+    def blobs(self):
+        return BlobListener(self._repository.blobs, self._bridge, self.name)
+
+    @functools.cached_property
+    def uploads(self):
+        return UploadListener(self._repository.uploads, self._bridge, self.name)
+
+    @functools.cached_property
+    def tags(self):
+        return TagListener(self._repository.tags, self._bridge, self.name)
+
+    @property
+    def referrers(self):
+        return self._repository.referrers

@@ -1,5 +1,7 @@
 """The registry: repositories on one storage driver, and the catalog of them."""
 
+import functools
+
 import attr
 from zope.interface import implementer
 
@@ -40,17 +42,35 @@ class _PageFull(Exception):
 
 @implementer(IRepository)
 class Repository:
+    """Made per request; its stores are made when first used (a manifest GET needs two of five)."""
+
     def __init__(self, registry, name):
         self.registry = registry
         self.name = name
         self.driver = registry.driver
         self.delete_enabled = registry.delete_enabled
         self.validation = registry.validation
-        self.blobs = BlobStore(self)
-        self.uploads = UploadStore(self, registry.hash_states, registry.upload_locks, registry.clock)
-        self.manifests = ManifestStore(self)
-        self.tags = TagStore(self)
-        self.referrers = ReferrersIndex(self)
+
+    @functools.cached_property
+    def blobs(self):
+        return BlobStore(self)
+
+    @functools.cached_property
+    def uploads(self):
+        r = self.registry
+        return UploadStore(self, r.hash_states, r.upload_locks, r.clock)
+
+    @functools.cached_property
+    def manifests(self):
+        return ManifestStore(self)
+
+    @functools.cached_property
+    def tags(self):
+        return TagStore(self)
+
+    @functools.cached_property
+    def referrers(self):
+        return ReferrersIndex(self)
 
 
 @implementer(IRegistry)
