@@ -6,6 +6,7 @@ registry:2's ``PathRegexp``; a driver raises :class:`InvalidPathError` otherwise
 hostile name can never reach outside the driver's root.
 """
 
+import functools
 import re
 
 import attr
@@ -40,9 +41,15 @@ def check_path(path, driver=""):
 
     ``/`` alone is allowed (the root, for stat/list/walk).
     """
-    if path != "/" and (not PATH_RE.fullmatch(path) or any(p in (".", "..") for p in path.split("/"))):
+    if type(path) is not str or not _clean(path):
         raise InvalidPathError(path, driver)
     return path
+
+
+@functools.lru_cache(maxsize=4096)   # pure, and hot paths (links, blobs) recur request after request
+def _clean(path):
+    return path == "/" or (PATH_RE.fullmatch(path) is not None and
+                           not any(p in (".", "..") for p in path.split("/")))
 
 
 @attr.s(frozen=True, slots=True)
