@@ -131,10 +131,17 @@ def set_level(level):
 
 
 class AccessLog:
-    """Apache combined log format, one line per request, to stdout (registry:2 does the same)."""
+    """Apache combined log format, one line per request, to stdout (registry:2 does the same).
 
-    def __init__(self, stream=None):
+    Lines are flushed once per reactor turn, not once per request: under load a turn
+    finishes many requests, and a write() each was ~3 % of a small request's CPU."""
+
+    def __init__(self, stream=None, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self._stream = stream or sys.stdout
+        self._clock = clock
+        self._flush = None
 
     def __call__(self, request):
         agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
@@ -146,4 +153,9 @@ class AccessLog:
                 f'{request.uri.decode("latin-1")} {request.clientproto.decode("latin-1")}" '
                 f'{request.code} {request.sentLength} {json.dumps(referer)} {json.dumps(agent)}\n')
         self._stream.write(line)
+        if self._flush is None:
+            self._flush = self._clock.callLater(0, self._flushed)
+
+    def _flushed(self):
+        self._flush = None
         self._stream.flush()
