@@ -48,6 +48,8 @@ def add_services(top, config, api, reactor, endpoint_description, purger=None, s
 
         collectors.SOURCES.notifications = notifications
         collectors.SOURCES.cache = cache
+        if collectors.PUBLISHER is not None:
+            collectors.PublishService(collectors.PUBLISHER, reactor).setServiceParent(top)
     health = api.health
     if health is not None:
         health.setServiceParent(top)

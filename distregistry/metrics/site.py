@@ -9,7 +9,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from twisted.internet import defer, threads
 from twisted.web import server
 
-from distregistry.metrics import REGISTRY
+from distregistry.metrics import SCRAPED, collectors
 
 
 class DebugSite:
@@ -31,9 +31,12 @@ class DebugSite:
         self.app.route("/debug/health", methods=["GET"])(self.health)
 
     async def metrics(self, request):
-        # The process collector reads /proc: off the reactor thread, like any file I/O.
+        if collectors.PUBLISHER is not None:
+            collectors.PUBLISHER.publish()   # this worker's part as of now
+        # The process collector reads /proc (and multiprocess mode the workers' files):
+        # off the reactor thread, like any file I/O.
         body = await threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                               generate_latest, REGISTRY)
+                                               generate_latest, SCRAPED)
         # The classic text format every Prometheus reads (as Go's promhttp serves by default).
         return _respond(request, 200, body, CONTENT_TYPE_PLAIN_0_0_4)
 
