@@ -185,12 +185,14 @@ def make_service(config, reactor_=reactor, worker=None):
     operating.prepare(config, api, driver, reactor_)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
+    pool = None
     if config.http.workers > 1:
         api_site = _tls_wrapped(site, config.http.tls, config.source, "http.tls")
         listener = ReusePortService(config.http.addr, api_site, reactor_)
         listener.setServiceParent(top)
         if worker == 0:
-            WorkerPool(config, listener, reactor_, stop_timeout(config), metrics_directory).setServiceParent(top)
+            pool = WorkerPool(config, listener, reactor_, stop_timeout(config), metrics_directory)
+            pool.setServiceParent(top)
         else:
             tie_to_parent(reactor_)
     else:
@@ -211,5 +213,6 @@ def make_service(config, reactor_=reactor, worker=None):
     # The debug port is one per host as well: with http.workers it is worker 0's (and so are its metrics).
     operating.add_services(top, config, api, reactor_, _endpoint_description, purger, serve_debug=worker == 0,
                            notifications=notifications.status,
-                           cache=blob_cache.stats if blob_cache is not None else None)
+                           cache=blob_cache.stats if blob_cache is not None else None,
+                           worker_pids=pool.pids if pool is not None else None)
     return top

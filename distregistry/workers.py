@@ -154,6 +154,10 @@ class WorkerPool(service.Service):
         self._metrics_directory = metrics_directory
         self._workers = {}
 
+    def pids(self):
+        """Of the running workers (1..N-1)."""
+        return [proto.pid for proto in self._workers.values()]
+
     def _argv(self):
         argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "--nodaemon", "--pidfile=", "distregistry"]

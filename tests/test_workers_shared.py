@@ -144,4 +144,6 @@ def test_metrics_count_the_requests_of_every_worker(daemons):
     families = scrape(port)
     # Gauges are summed over the live workers, not one series per process.
     assert [s.labels for s in families["registry_http_in_flight_requests"].samples] == [{"handler": "base"}]
-    assert families["process_resident_memory_bytes"].samples[0].value > 0
+    # process_* are the registry's: memory summed over both processes.
+    rss = [int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0]) * 1024 for pid in conns]
+    assert 0.8 * sum(rss) < families["process_resident_memory_bytes"].samples[0].value < 1.2 * sum(rss), rss

@@ -36,8 +36,9 @@ if MULTIPROCESS:
     MultiProcessCollector(SCRAPED)
 else:
     SCRAPED = REGISTRY
-# Of the process serving the debug site (worker 0): these collectors read the process itself.
-ProcessCollector(registry=SCRAPED)
+    # With workers, collectors.WorkersProcessCollector sums process_* over them.
+    ProcessCollector(registry=SCRAPED)
+# Of the process serving the debug site (worker 0): these read the interpreter itself.
 PlatformCollector(registry=SCRAPED)
 GCCollector(registry=SCRAPED)
 

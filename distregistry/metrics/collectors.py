@@ -10,10 +10,11 @@ and worker 0 before each scrape: /metrics sums all workers, the others' values a
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
 from twisted.application import service
 from twisted.internet import task
 
-from distregistry.metrics import MULTIPROCESS, REGISTRY
+from distregistry.metrics import MULTIPROCESS, REGISTRY, SCRAPED
 
 PUBLISH_INTERVAL = 1.0
 
@@ -23,6 +24,7 @@ class _Sources:
 
     notifications = None   # distregistry.notifications.status.NotificationStatus
     cache = None           # distregistry.storage.cache.CacheStats
+    worker_pids = list     # -> pids of workers 1..N-1 (worker 0's WorkerPool.pids)
 
 
 SOURCES = _Sources()
@@ -55,6 +57,25 @@ class ServiceCollector:
             for what, value in (("requests", stats.requests), ("hits", stats.hits), ("errors", stats.errors)):
                 yield CounterMetricFamily(f"registry_storage_cache_{what}",
                                           f"The number of cache {what} received", value=value)
+
+
+class WorkersProcessCollector:
+    """``process_*`` of the registry, not of worker 0 alone: CPU time, memory and open
+    descriptors summed over worker 0 and its workers; start time and descriptor limit are
+    worker 0's."""
+
+    SUMMED = {"process_cpu_seconds", "process_virtual_memory_bytes", "process_resident_memory_bytes",
+              "process_open_fds"}
+
+    def collect(self):
+        families = {f.name: f for f in ProcessCollector(registry=None).collect()}
+        for pid in SOURCES.worker_pids():
+            for other in ProcessCollector(pid=lambda pid=pid: pid, registry=None).collect():
+                family = families.get(other.name)
+                if family is not None and family.name in self.SUMMED and family.samples and other.samples:
+                    family.samples[0] = family.samples[0]._replace(value=family.samples[0].value +
+                                                                   other.samples[0].value)
+        return families.values()
 
 
 class Publisher:
@@ -105,5 +126,8 @@ class PublishService(service.Service):
 
 
 COLLECTOR = ServiceCollector()
-PUBLISHER = Publisher(COLLECTOR) if MULTIPROCESS else None
 REGISTRY.register(COLLECTOR)
+PUBLISHER = None
+if MULTIPROCESS:
+    PUBLISHER = Publisher(COLLECTOR)
+    SCRAPED.register(WorkersProcessCollector())

@@ -63,13 +63,15 @@ class NotificationService(service.Service):
         self._workers = workers
         self._lock_timeout = lock_timeout
         self._former = []   # (endpoint, directory) to drain: worker 0's
+        # journal.maxsize bounds an endpoint's disk use: the workers' journals share it.
+        self._maxsize = config.journal_maxsize // workers
         # One flush, one read and one cursor write per endpoint can be in flight.
         self._pool = ThreadPool(minthreads=1, maxthreads=max(2, min(3 * len(config.endpoints), 8)),
                                 name="notifications")
         endpoints = []
         for ep in config.endpoints:
             journal = Journal(journal_directory(os.path.join(config.journal_directory, ep.name), worker),
-                              config.journal_maxsize, self._pool, reactor)
+                              self._maxsize, self._pool, reactor)
             status = EndpointStatus(ep, journal)
             journal.on_drop = status.drop
             endpoints.append(Endpoint(ep, journal, status))
@@ -124,7 +126,7 @@ class NotificationService(service.Service):
     async def _drain_former(self, endpoint, directory):
         """Deliver a former worker's journal, then remove it. Its worker may still be
         draining (its worker 0 was killed): the journal's lock is retried until it exits."""
-        journal = Journal(directory, self._config.journal_maxsize, self._pool, self._reactor)
+        journal = Journal(directory, self._maxsize, self._pool, self._reactor)
         while True:
             try:
                 # Recovery reads the segments: off the reactor thread, requests are served.
