@@ -83,6 +83,9 @@ async def test_events_of_two_workers_are_delivered_exactly_once_also_across_a_re
     # Worker 0 sums every worker's notification counters (each publishes its own).
     await r.wait_for(lambda: notification_counts(port).get("Successes") == 30, what="the metrics")
     assert notification_counts(port)["Events"] == 30
+    status, _, body = debug_get(port, "/debug/vars")
+    metrics = json.loads(body)["registry"]["notifications"]["endpoints"][0]["Metrics"]
+    assert (metrics["Events"], metrics["Successes"], metrics["Pending"]) == (30, 30, 0), metrics
     assert len({e["source"]["instanceID"] for e in r.unique()}) == 2, "the pushes did not reach both workers"
 
     await threads.deferToThread(d.stop)
