@@ -15,6 +15,7 @@ of worker 0's making (``shared_metrics_directory``); only worker 0 serves them.
 
 import base64
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -32,6 +33,9 @@ log = Logger()
 WORKER_ENV = "DISTREGISTRY_WORKER"   # set in workers 1..N-1: their index
 PARENT_ENV = "DISTREGISTRY_WORKER_PARENT"   # and worker 0's pid
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"   # prometheus_client's; workers inherit worker 0's
+METRICS_PREFIX = "distregistry-metrics-"
+METRICS_LOCK = "lock"
+_metrics_lock = None   # worker 0's lock on its metrics directory, held until it exits
 RESPAWN_DELAY = 1.0
 STOP_GRACE = 10.0   # seconds a stopping worker gets beyond http.draintimeout
 BACKLOG = 1024
@@ -51,8 +55,9 @@ def shared_metrics_directory(config, worker):
     """Switch prometheus_client to multiprocess mode when several workers have metrics:
     returns the directory of the workers' value files (None: single-process mode). Must run
     before prometheus_client is imported. Worker 0 makes a fresh private directory (on tmpfs
-    when there is one: values are written per observation) and removes it when it stops; the
-    others find it in their environment."""
+    when there is one: values are written per observation) and removes it when it stops;
+    the others find it in their environment."""
+    global _metrics_lock
     if worker > 0:
         return os.environ.get(MULTIPROC_ENV)
     # An inherited value is not ours: one process keeps its plain in-memory metrics.
@@ -61,10 +66,36 @@ def shared_metrics_directory(config, worker):
     if config.http.workers == 1 or not config.debug.prometheus_enabled:
         return None
     shm = "/dev/shm"
-    directory = tempfile.mkdtemp(prefix="distregistry-metrics-",
-                                 dir=shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None)
+    parent = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+    _remove_abandoned_metrics(parent)
+    # Held while worker 0 lives: a directory whose lock is free was left by a killed one. It
+    # is taken before the directory gets the name other registries look for.
+    making = tempfile.mkdtemp(prefix="." + METRICS_PREFIX, dir=parent)
+    _metrics_lock = os.open(os.path.join(making, METRICS_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(_metrics_lock, fcntl.LOCK_EX)
+    directory = os.path.join(parent, os.path.basename(making)[1:])
+    os.rename(making, directory)
     os.environ[MULTIPROC_ENV] = directory
     return directory
+
+
+def _remove_abandoned_metrics(parent):
+    for name in os.listdir(parent):
+        if not name.startswith(METRICS_PREFIX):
+            continue
+        try:
+            fd = os.open(os.path.join(parent, name, METRICS_LOCK), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue     # another user's, or one being created
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue     # its worker 0 is alive
+        finally:
+            os.close(fd)
+        log.info("removing metrics directory {directory} of a registry that was killed",
+                 directory=os.path.join(parent, name))
+        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 def shared_secret(config):

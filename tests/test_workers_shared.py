@@ -3,6 +3,8 @@ the receiver exactly once, from a journal of its own (also after a restart and w
 number of workers is lowered), and worker 0's /metrics counts every worker's requests."""
 
 import json
+import os
+import signal
 
 import pytest
 import pytest_twisted
@@ -13,12 +15,12 @@ try:
     from support.daemon import free_port
     from test_daemon_operating import debug_get
     from test_notifications import call, client, endpoint, notifications, push_image, receivers  # noqa: F401
-    from test_workers import connections_to_each_worker, workers_of
+    from test_workers import _gone, connections_to_each_worker, workers_of
 except ImportError:
     from tests.support.daemon import free_port
     from tests.test_daemon_operating import debug_get
     from tests.test_notifications import call, client, endpoint, notifications, push_image, receivers  # noqa: F401
-    from tests.test_workers import connections_to_each_worker, workers_of
+    from tests.test_workers import _gone, connections_to_each_worker, workers_of
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +126,30 @@ async def test_fewer_workers_deliver_what_the_former_ones_left(daemons, receiver
     ids = [e["id"] for e in r.events()]
     assert [i for i in ids if i in {e["id"] for e in left}] == [e["id"] for e in left]
     assert "former worker journal" in d.log_text()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_event_is_lost_when_worker_0_is_killed(daemons, receivers, client, tmp_path):  # noqa: F811
+    r = receivers(port=free_port())     # down while the first run takes the pushes
+    port = free_port()
+    d = await threads.deferToThread(daemons.start, "distregistry", extra_config=config(tmp_path, r, 2, port))
+    await both_workers_listening(d)
+    pids = workers_of(d, 2)
+    worker_1 = [p for p in pids if p != d.pid][0]
+    environ = dict(v.split("=", 1) for v in open(f"/proc/{worker_1}/environ").read().split("\0") if "=" in v)
+    metrics = environ["PROMETHEUS_MULTIPROC_DIR"]
+    await push_images(client, d, 0, 10)
+    os.kill(d.pid, signal.SIGKILL)      # worker 1 gets SIGTERM from the kernel and stops on its own
+    await threads.deferToThread(d.proc.wait)
+    assert os.path.isdir(metrics)
+    # Restarted at once: the new worker 1 may have to wait for the old one's journal lock.
+    await threads.deferToThread(d.start)
+    assert not os.path.exists(metrics), "the killed registry's metrics directory was not removed"
+    r.start()
+    await r.wait_for(lambda: len(r.unique()) >= 30)
+    assert await threads.deferToThread(_gone, [p for p in pids if p != d.pid])
+    assert_exactly_once(r, 30)
+    assert len({e["source"]["instanceID"] for e in r.unique()}) == 2
 
 
 def test_metrics_count_the_requests_of_every_worker(daemons):
