@@ -28,6 +28,7 @@ from distregistry.tls import certificate_options
 from distregistry.workers import (
     ReusePortService,
     WorkerPool,
+    instance_id,
     shared_metrics_directory,
     shared_secret,
     stop_timeout,
@@ -178,8 +179,8 @@ def make_service(config, reactor_=reactor, worker=None):
     # First child: its journals are recovered (privilegedStartService) before the port opens.
     # A journal may still be held by the process this one replaces: a worker of a killed
     # worker 0, which takes up to its stop timeout to exit.
-    notifications = NotificationService(config.notifications, config.http.addr, reactor_, worker,
-                                        config.http.workers, stop_timeout(config))
+    notifications = NotificationService(config.notifications, config.http.addr, reactor_, instance_id(config, worker),
+                                        worker, config.http.workers, stop_timeout(config))
     notifications.setServiceParent(top)
     api = RegistryAPI(registry, config, access, notifications.broadcaster)
     operating.prepare(config, api, driver, reactor_)

@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import tempfile
+import uuid
 
 import attr
 from twisted.application import service
@@ -32,6 +33,7 @@ log = Logger()
 
 WORKER_ENV = "DISTREGISTRY_WORKER"   # set in workers 1..N-1: their index
 PARENT_ENV = "DISTREGISTRY_WORKER_PARENT"   # and worker 0's pid
+INSTANCE_ENV = "DISTREGISTRY_INSTANCE_ID"   # and the registry's instance id
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"   # prometheus_client's; workers inherit worker 0's
 METRICS_PREFIX = "distregistry-metrics-"
 METRICS_LOCK = "lock"
@@ -49,6 +51,17 @@ def worker_index(environ=os.environ):
 def stop_timeout(config):
     """How long a worker may take to stop (then worker 0 kills it)."""
     return config.http.draintimeout + STOP_GRACE
+
+
+def instance_id(config, worker):
+    """registry:2's ``source.instanceID`` of events: one per start of the registry, which its
+    workers share (a receiver sees one instance, whichever process served the request)."""
+    if worker > 0:
+        return os.environ[INSTANCE_ENV]
+    value = str(uuid.uuid4())
+    if config.http.workers > 1:
+        os.environ[INSTANCE_ENV] = value   # the workers inherit worker 0's environment
+    return value
 
 
 def shared_metrics_directory(config, worker):

@@ -88,11 +88,14 @@ async def test_events_of_two_workers_are_delivered_exactly_once_also_across_a_re
     status, _, body = debug_get(port, "/debug/vars")
     metrics = json.loads(body)["registry"]["notifications"]["endpoints"][0]["Metrics"]
     assert (metrics["Events"], metrics["Successes"], metrics["Pending"]) == (30, 30, 0), metrics
-    assert len({e["source"]["instanceID"] for e in r.unique()}) == 2, "the pushes did not reach both workers"
+    # One registry instance, whichever worker served the request.
+    assert len({e["source"]["instanceID"] for e in r.unique()}) == 1
 
     await threads.deferToThread(d.stop)
     journal = tmp_path / "journal" / "hook"
-    assert (journal / "worker-1").is_dir()
+    # Both journals hold events (delivered ones stay in the last segment): both workers took pushes.
+    worker_1 = journal_events(journal / "worker-1")
+    assert worker_1 and len(journal_events(journal)) > len(worker_1)
     assert len({e["id"] for e in journal_events(journal)}) == len(journal_events(journal))
     await threads.deferToThread(d.start)
     await both_workers_listening(d)
@@ -148,6 +151,7 @@ async def test_no_event_is_lost_when_worker_0_is_killed(daemons, receivers, clie
     os.kill(d.pid, signal.SIGKILL)      # worker 1 gets SIGTERM from the kernel and stops on its own
     await threads.deferToThread(d.proc.wait)
     assert os.path.isdir(metrics)
+    assert journal_events(tmp_path / "journal" / "hook" / "worker-1"), "worker 1 journaled none of the pushes"
     # Restarted at once: the new worker 1 may have to wait for the old one's journal lock.
     await threads.deferToThread(d.start)
     assert not os.path.exists(metrics), "the killed registry's metrics directory was not removed"
@@ -155,7 +159,6 @@ async def test_no_event_is_lost_when_worker_0_is_killed(daemons, receivers, clie
     await r.wait_for(lambda: len(r.unique()) >= 30)
     assert await threads.deferToThread(_gone, [p for p in pids if p != d.pid])
     assert_exactly_once(r, 30)
-    assert len({e["source"]["instanceID"] for e in r.unique()}) == 2
 
 
 def test_metrics_count_the_requests_of_every_worker(daemons):

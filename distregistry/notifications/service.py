@@ -11,7 +11,6 @@ and removes those directories once they are drained.
 import os
 import re
 import shutil
-import uuid
 
 from treq.client import HTTPClient
 from twisted.application import service
@@ -53,10 +52,11 @@ class _QuietFactory(_HTTP11ClientFactory):
 
 
 class NotificationService(service.Service):
-    """*worker* of *workers* (``http.workers``); *lock_timeout*: how long start-up waits for
-    a journal another process still holds (a worker of a killed worker 0 still draining)."""
+    """*instance_id*: the events' ``source.instanceID``; *worker* of *workers*
+    (``http.workers``); *lock_timeout*: how long start-up waits for a journal another process
+    still holds (a worker of a killed worker 0 still draining)."""
 
-    def __init__(self, config, http_addr, reactor, worker=0, workers=1, lock_timeout=0.0):
+    def __init__(self, config, http_addr, reactor, instance_id, worker=0, workers=1, lock_timeout=0.0):
         self._config = config
         self._reactor = reactor
         self._worker = worker
@@ -76,7 +76,7 @@ class NotificationService(service.Service):
             journal.on_drop = status.drop
             endpoints.append(Endpoint(ep, journal, status))
         self.status = NotificationStatus(e.status for e in endpoints)
-        self.broadcaster = Broadcaster(endpoints, source_record(http_addr, str(uuid.uuid4())),
+        self.broadcaster = Broadcaster(endpoints, source_record(http_addr, instance_id),
                                        config.include_references)
         self._http_pool = None
         self._sinks = []
