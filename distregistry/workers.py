@@ -5,12 +5,13 @@ across them (1.95x for 2 processes on this machine; a shared fd with one accept 
 gave only 1.6x: shared/reference/twisted.md 4.4). The process twistd started is worker 0:
 it binds first, then spawns workers 1..N-1 (the same twistd plugin, told their index
 through the environment), stops them with SIGTERM when it stops, and respawns one that
-dies. Nothing else needs sharing: upload state lives in storage and is HMAC-signed, so a
-PATCH and the PUT that commits it may land on different workers; the per-process state
-(upload purger, drain bookkeeping) is either per connection or runs in worker 0 only.
-Each worker journals and delivers its own webhook events (distregistry.notifications.service).
-Metrics are summed across workers by prometheus_client's multiprocess mode, in a directory
-of worker 0's making (``shared_metrics_directory``); only worker 0 serves them.
+dies. Upload state lives in storage and is HMAC-signed, so a PATCH and the PUT that
+commits it may land on different workers; the per-process state (upload purger, drain
+bookkeeping) is either per connection or runs in worker 0 only. Each worker journals and
+delivers the webhook events of its requests (distregistry.notifications.service), under
+worker 0's instance id. Metrics are summed across workers by prometheus_client's
+multiprocess mode, in a directory of worker 0's making (``shared_metrics_directory``); only
+worker 0 serves them.
 """
 
 import base64

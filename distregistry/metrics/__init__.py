@@ -32,11 +32,11 @@ prometheus_client.disable_created_metrics()
 MULTIPROCESS = ValueClass._multiprocess
 REGISTRY = CollectorRegistry()
 if MULTIPROCESS:
+    # process_* come from collectors.WorkersProcessCollector: summed over the workers.
     SCRAPED = CollectorRegistry()
     MultiProcessCollector(SCRAPED)
 else:
     SCRAPED = REGISTRY
-    # With workers, collectors.WorkersProcessCollector sums process_* over them.
     ProcessCollector(registry=SCRAPED)
 # Of the process serving the debug site (worker 0): these read the interpreter itself.
 PlatformCollector(registry=SCRAPED)
