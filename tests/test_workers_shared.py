@@ -13,12 +13,12 @@ from twisted.internet import threads
 
 try:
     from support.daemon import free_port
-    from test_daemon_operating import debug_get
+    from test_daemon_operating import REGISTRY_METRICS, debug_get
     from test_notifications import call, client, endpoint, notifications, push_image, receivers  # noqa: F401
     from test_workers import _gone, connections_to_each_worker, workers_of
 except ImportError:
     from tests.support.daemon import free_port
-    from tests.test_daemon_operating import debug_get
+    from tests.test_daemon_operating import REGISTRY_METRICS, debug_get
     from tests.test_notifications import call, client, endpoint, notifications, push_image, receivers  # noqa: F401
     from tests.test_workers import _gone, connections_to_each_worker, workers_of
 
@@ -180,7 +180,12 @@ def test_metrics_count_the_requests_of_every_worker(daemons):
         conn.close()
     assert base_requests() == before + 20
     families = scrape(port)
-    # Gauges are summed over the live workers, not one series per process.
+    # One worker's names, types and labels; gauges are summed over the live workers, not one
+    # series per process.
+    for name, (kind, labels) in REGISTRY_METRICS.items():
+        if name.startswith("registry_http_"):
+            assert families[name].type == kind, (name, families[name].type)
+            assert all(set(s.labels) - {"le"} == labels for s in families[name].samples), name
     assert [s.labels for s in families["registry_http_in_flight_requests"].samples] == [{"handler": "base"}]
     # process_* are the registry's: memory summed over both processes.
     rss = [int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0]) * 1024 for pid in conns]
