@@ -14,12 +14,12 @@ from twisted.internet import threads
 try:
     from support.daemon import free_port
     from test_daemon_operating import REGISTRY_METRICS, debug_get
-    from test_notifications import call, client, endpoint, notifications, push_image, receivers  # noqa: F401
+    from test_notifications import client, endpoint, notifications, push_image, receivers  # noqa: F401
     from test_workers import _gone, connections_to_each_worker, workers_of
 except ImportError:
     from tests.support.daemon import free_port
     from tests.test_daemon_operating import REGISTRY_METRICS, debug_get
-    from tests.test_notifications import call, client, endpoint, notifications, push_image, receivers  # noqa: F401
+    from tests.test_notifications import client, endpoint, notifications, push_image, receivers  # noqa: F401
     from tests.test_workers import _gone, connections_to_each_worker, workers_of
 
 pytestmark = pytest.mark.e2e
