@@ -39,15 +39,20 @@ def prepare(config, api, driver, reactor):
 
 
 def add_services(top, config, api, reactor, endpoint_description, purger=None, serve_debug=True,
-                 notifications=None, cache=None):
+                 notifications=None, cache=None, worker_pids=None):
     """Health checks, debug site (unless *serve_debug* is false) and reloader as children of
     *top* (after the API listener, so they stop before the drain). *notifications* (their
-    status) and *cache* (the blob-descriptor cache's counters) feed /metrics and /debug/vars."""
+    status) and *cache* (the blob-descriptor cache's counters) feed /metrics and /debug/vars;
+    *worker_pids* (worker 0 with http.workers) gives the processes /metrics sums over."""
     if config.debug.prometheus_enabled:
         from distregistry.metrics import collectors
 
         collectors.SOURCES.notifications = notifications
         collectors.SOURCES.cache = cache
+        if worker_pids is not None:
+            collectors.SOURCES.worker_pids = worker_pids
+        if collectors.PUBLISHER is not None:
+            collectors.PublishService(collectors.PUBLISHER, reactor).setServiceParent(top)
     health = api.health
     if health is not None:
         health.setServiceParent(top)

@@ -25,7 +25,16 @@ from distregistry.reload import ReloadHooks
 from distregistry.storage import cache as descriptor_cache
 from distregistry.storage.driver import factory
 from distregistry.tls import certificate_options
-from distregistry.workers import ReusePortService, WorkerPool, shared_secret, tie_to_parent, worker_index
+from distregistry.workers import (
+    ReusePortService,
+    WorkerPool,
+    instance_id,
+    shared_metrics_directory,
+    shared_secret,
+    stop_timeout,
+    tie_to_parent,
+    worker_index,
+)
 
 log = Logger()
 
@@ -158,6 +167,7 @@ def make_service(config, reactor_=reactor, worker=None):
         # Workers must sign upload state with one key; worker 0's reaches the others
         # as REGISTRY_HTTP_SECRET (WorkerPool), so none of them generates its own.
         config = shared_secret(config)
+    metrics_directory = shared_metrics_directory(config, worker)   # before any metric exists
     driver = factory.create(config.storage.driver, config.storage.parameters, reactor_, managed=True)
     driver = operating.instrument_driver(config, driver)
     blob_cache = descriptor_cache.build(config.storage.blobdescriptor_cache, config.storage.blobdescriptor_size,
@@ -167,18 +177,23 @@ def make_service(config, reactor_=reactor, worker=None):
     access = make_access_controller(config.auth, reactor_, config.source)
     top = RegistryService(config, driver, reactor_, blob_cache)
     # First child: its journals are recovered (privilegedStartService) before the port opens.
-    notifications = NotificationService(config.notifications, config.http.addr, reactor_)
+    # A journal may still be held by the process this one replaces: a worker of a killed
+    # worker 0, which takes up to its stop timeout to exit.
+    notifications = NotificationService(config.notifications, config.http.addr, reactor_, instance_id(config, worker),
+                                        worker, config.http.workers, stop_timeout(config))
     notifications.setServiceParent(top)
     api = RegistryAPI(registry, config, access, notifications.broadcaster)
     operating.prepare(config, api, driver, reactor_)
     site = make_site(api, None if config.log.accesslog_disabled else AccessLog())
     DrainService(site, config.http.draintimeout, reactor_).setServiceParent(top)
+    pool = None
     if config.http.workers > 1:
         api_site = _tls_wrapped(site, config.http.tls, config.source, "http.tls")
         listener = ReusePortService(config.http.addr, api_site, reactor_)
         listener.setServiceParent(top)
         if worker == 0:
-            WorkerPool(config, listener, reactor_, config.http.draintimeout + 10).setServiceParent(top)
+            pool = WorkerPool(config, listener, reactor_, stop_timeout(config), metrics_directory)
+            pool.setServiceParent(top)
         else:
             tie_to_parent(reactor_)
     else:
@@ -199,5 +214,6 @@ def make_service(config, reactor_=reactor, worker=None):
     # The debug port is one per host as well: with http.workers it is worker 0's (and so are its metrics).
     operating.add_services(top, config, api, reactor_, _endpoint_description, purger, serve_debug=worker == 0,
                            notifications=notifications.status,
-                           cache=blob_cache.stats if blob_cache is not None else None)
+                           cache=blob_cache.stats if blob_cache is not None else None,
+                           worker_pids=pool.pids if pool is not None else None)
     return top

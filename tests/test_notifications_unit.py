@@ -15,7 +15,8 @@ from twisted.python.threadpool import ThreadPool
 from distregistry.config import Config, ConfigError
 from distregistry.config.notifications import EndpointConfig
 from distregistry.notifications.events import encode_envelope, go_timestamp
-from distregistry.notifications.journal import Journal
+from distregistry.notifications.journal import Journal, JournalBusy
+from distregistry.notifications.service import former_worker_directories, journal_directory
 from distregistry.notifications.sink import EndpointSink
 from distregistry.notifications.status import EndpointStatus, NotificationStatus
 
@@ -83,13 +84,13 @@ class _MemoryJournal:
         self.pending -= 1
 
 
-def run_sink(script, events, **config):
+def run_sink(script, events, until_drained=False, **config):
     clock = task.Clock()
     client = _Client(clock, script)
     journal = _MemoryJournal(events)
     status = EndpointStatus(endpoint_config(**config), journal)
-    sink = EndpointSink(endpoint_config(**config), journal, status, client, clock)
-    sink.start()
+    sink = EndpointSink(endpoint_config(**config), journal, status, client, clock, until_drained)
+    sink.done = sink.start()
     return clock, client, journal, status, sink
 
 
@@ -130,6 +131,16 @@ def test_a_timeout_is_an_error_and_stop_leaves_the_event_unacknowledged():
     assert status.errors == 1 and status.last_error == "no response within 3.0s"
     sink.stop()
     assert journal.acked == [] and clock.getDelayedCalls() == []
+
+
+def test_a_sink_until_drained_ends_once_the_journal_has_nothing_pending():
+    clock, client, journal, status, sink = run_sink([500, 200, 200], [{"id": "e1"}, {"id": "e2"}],
+                                                    until_drained=True, threshold=1)
+    assert not sink.done.called
+    clock.advance(10)
+    assert sink.done.called and journal.acked == [0, 1] and status.successes == 2
+    _, client, _, _, sink = run_sink([], [], until_drained=True)
+    assert sink.done.called and client.posts == []
 
 
 # --- the journal, on disk ---------------------------------------------------------------------
@@ -234,6 +245,37 @@ async def test_journal_group_commits_concurrent_appends(tmp_path, pool, monkeypa
     await defer.gatherResults([j.append(b"{}") for _ in range(200)])
     assert j.pending == 200 and len(fsyncs) <= 4     # one write for the first, one for the rest
     await j.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_journal_is_used_by_one_process_at_a_time(tmp_path, pool):
+    j = open_journal(tmp_path, pool)
+    await j.append(b'{"n":1}')
+    # flock is per open file: a second Journal in this process stands for another process.
+    other = Journal(str(tmp_path), 1 << 30, pool, reactor)
+    with pytest.raises(JournalBusy, match=f"in use by process {os.getpid()}"):
+        other.open()
+    t0 = time.monotonic()
+    with pytest.raises(JournalBusy):
+        other.open(lock_timeout=0.3)
+    assert time.monotonic() - t0 >= 0.3
+    await j.close()
+    other.open()
+    assert other.pending == 1
+    await other.close()
+
+
+def test_worker_journal_layout(tmp_path):
+    root = str(tmp_path)
+    # Worker 0's is the endpoint's directory: a one-process run's journal stays where it was.
+    assert journal_directory(root, 0) == root
+    assert journal_directory(root, 3) == os.path.join(root, "worker-3")
+    for name in ("worker-1", "worker-2", "worker-10", "worker-0", "worker-01", "workers"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "worker-3").write_text("not a directory")
+    assert former_worker_directories(root, 2) == [os.path.join(root, n) for n in ("worker-10", "worker-2")]
+    assert former_worker_directories(root, 1) == [os.path.join(root, n) for n in ("worker-1", "worker-10",
+                                                                                  "worker-2")]
 
 
 # --- events ---------------------------------------------------------------------------------------

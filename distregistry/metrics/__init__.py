@@ -10,28 +10,44 @@ Another module adds a metric by creating it on ``REGISTRY`` at import time::
                      ["type", "endpoint"], registry=REGISTRY)
 
 A metric is created once per process (module level); creating the same name twice raises.
+
+``SCRAPED`` is what the debug site exposes. With one process it is ``REGISTRY``. With
+``http.workers`` > 1 the workers run prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``,
+set by ``distregistry.workers.shared_metrics_directory`` before this is imported): every
+value lives in a per-process mmap'd file, and ``SCRAPED`` sums them all. A gauge's
+``multiprocess_mode`` says how (``livesum``: over the processes alive).
 """
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.values import ValueClass
 
 # Go's client emits no "_created" series; neither do we, so dashboards see the same names.
 prometheus_client.disable_created_metrics()
 
+MULTIPROCESS = ValueClass._multiprocess
 REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
-GCCollector(registry=REGISTRY)
+if MULTIPROCESS:
+    # process_* come from collectors.WorkersProcessCollector: summed over the workers.
+    SCRAPED = CollectorRegistry()
+    MultiProcessCollector(SCRAPED)
+else:
+    SCRAPED = REGISTRY
+    ProcessCollector(registry=SCRAPED)
+# Of the process serving the debug site (worker 0): these read the interpreter itself.
+PlatformCollector(registry=SCRAPED)
+GCCollector(registry=SCRAPED)
 
 # go-metrics' defaultDurationBuckets and defaultResponseSizeBuckets (1 KiB * 2^k, 22 buckets).
 DURATION_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25, 60)
 SIZE_BUCKETS = tuple(1024.0 * 2 ** k for k in range(22))
 
 HTTP_IN_FLIGHT = Gauge("registry_http_in_flight_requests", "The in-flight HTTP requests",
-                       ["handler"], registry=REGISTRY)
+                       ["handler"], multiprocess_mode="livesum", registry=REGISTRY)
 HTTP_REQUESTS = Counter("registry_http_requests_total", "Total number of HTTP requests made.",
                         ["handler", "code", "method"], registry=REGISTRY)
 HTTP_DURATION = Histogram("registry_http_request_duration_seconds", "The HTTP request latencies in seconds.",

@@ -6,10 +6,11 @@ import json
 
 from klein import Klein
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from twisted.internet import defer, threads
 from twisted.web import server
 
-from distregistry.metrics import REGISTRY
+from distregistry.metrics import SCRAPED, collectors
 
 
 class DebugSite:
@@ -21,6 +22,8 @@ class DebugSite:
             from distregistry.notifications.status import StatusResource
 
             # registry:2's expvar view of the notification endpoints.
+            if collectors.PUBLISHER is not None:
+                notifications = _WorkersStatus(notifications)
             vars_resource = StatusResource(notifications)
             self.app.route("/debug/vars", methods=["GET"], endpoint="vars")(
                 lambda request: _respond(request, 200, vars_resource.render_GET(request),
@@ -31,9 +34,12 @@ class DebugSite:
         self.app.route("/debug/health", methods=["GET"])(self.health)
 
     async def metrics(self, request):
-        # The process collector reads /proc: off the reactor thread, like any file I/O.
+        if collectors.PUBLISHER is not None:
+            collectors.PUBLISHER.publish()   # this worker's part as of now
+        # The process collector reads /proc (and multiprocess mode the workers' files):
+        # off the reactor thread, like any file I/O.
         body = await threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                               generate_latest, REGISTRY)
+                                               generate_latest, SCRAPED)
         # The classic text format every Prometheus reads (as Go's promhttp serves by default).
         return _respond(request, 200, body, CONTENT_TYPE_PLAIN_0_0_4)
 
@@ -48,6 +54,34 @@ class DebugSite:
         site.displayTracebacks = False
         site.noisy = False
         return site
+
+
+class _WorkersStatus:
+    """/debug/vars with http.workers: each endpoint's ``Metrics`` summed over the workers (as
+    they published them for /metrics); last success, failure, error and journal are worker 0's."""
+
+    def __init__(self, status):
+        self._status = status
+
+    def debug_vars(self):
+        collectors.PUBLISHER.publish()
+        totals = {}
+        for family in MultiProcessCollector(None).collect():
+            for sample in family.samples:
+                endpoint = sample.labels.get("endpoint")
+                if endpoint is None:
+                    continue
+                metrics = totals.setdefault(endpoint, {"Statuses": {}})
+                if family.name == "registry_notifications_events":
+                    metrics[sample.labels["type"]] = int(sample.value)
+                elif family.name == "registry_notifications_pending_total":
+                    metrics["Pending"] = int(sample.value)
+                elif family.name == "registry_notifications_status":
+                    metrics["Statuses"][sample.labels["code"]] = int(sample.value)
+        out = self._status.debug_vars()
+        for endpoint in out["endpoints"]:
+            endpoint["Metrics"].update(totals.get(endpoint["name"], {}))
+        return out
 
 
 def _respond(request, code, body, content_type):

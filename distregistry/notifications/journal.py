@@ -10,12 +10,20 @@ reactor never waits on the disk and a burst of pushes costs one fsync, not one e
 The cursor is written without fsync: a stale cursor after a crash only means events are
 delivered again (at-least-once; each keeps its ``id``). Delivered segments are deleted.
 
+One process at a time: ``open`` takes an exclusive ``flock`` on ``lock`` in the directory
+(held until ``close`` or the process's end), so a worker still draining after its parent was
+killed, or a second registry configured with the same directory, cannot append to, compact
+or deliver from the same files.
+
 Size bound: when the segments exceed ``maxsize``, the oldest segment goes, delivered or
 not, and its undelivered events are counted as dropped: the newest events are the ones a
 receiver coming back after a long outage still has a use for.
 """
 
+import errno
+import fcntl
 import os
+import time
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -24,7 +32,13 @@ log = Logger()
 
 SUFFIX = ".log"
 CURSOR = "cursor"
+LOCK = "lock"
+LOCK_POLL = 0.1
 READ_CHUNK = 1 << 20
+
+
+class JournalBusy(OSError):
+    """Another process holds the journal's lock."""
 
 
 def _segment_name(seq):
@@ -60,11 +74,45 @@ class Journal:
         self._cursor_writing = None
         self._cursor_dirty = False
         self._tail_fd = None      # touched only by the one flush in flight, in the pool
+        self._lock_fd = None
 
     # -- start-up: runs before the reactor serves requests -------------------------------
-    def open(self):
-        """Recover the queue from disk (synchronously: this is start-up, before any request)."""
+    def open(self, lock_timeout=0.0):
+        """Lock the directory and recover the queue from disk (synchronously: at start-up,
+        before any request). A lock held by another process is waited for up to
+        *lock_timeout* seconds, then JournalBusy (with the holder's pid)."""
         os.makedirs(self.directory, exist_ok=True)
+        self._lock(lock_timeout)
+        try:
+            self._recover()
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+
+    def _lock(self, timeout):
+        fd = os.open(os.path.join(self.directory, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + timeout
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise JournalBusy(errno.EBUSY, f"in use by process {holder}") from None
+                if not waiting:
+                    waiting = True
+                    log.info("journal {directory}: waiting up to {timeout:.0f}s for process {holder} to release it",
+                             directory=self.directory, timeout=timeout, holder=holder)
+                time.sleep(LOCK_POLL)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)   # for the messages above, in whoever waits
+        self._lock_fd = fd
+
+    def _recover(self):
         cursor = self._read_cursor()
         seqs = sorted(int(n[:-len(SUFFIX)]) for n in os.listdir(self.directory)
                       if n.endswith(SUFFIX) and n[:-len(SUFFIX)].isdigit())
@@ -291,3 +339,6 @@ class Journal:
         if self._tail_fd is not None:
             fd, self._tail_fd = self._tail_fd, None
             await threads.deferToThreadPool(self._reactor, self._pool, os.close, fd)
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)

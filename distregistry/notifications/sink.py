@@ -20,7 +20,10 @@ BATCH = 64
 
 
 class EndpointSink:
-    def __init__(self, config, journal, status, client, clock):
+    """*until_drained*: stop once the journal has nothing pending (a journal no process
+    appends to any more: a former worker's)."""
+
+    def __init__(self, config, journal, status, client, clock, until_drained=False):
         self._config = config
         self._journal = journal
         self._status = status
@@ -31,11 +34,14 @@ class EndpointSink:
             self._headers.setdefault(name, []).extend(values)
         self._failures = 0
         self._last_failure = None
+        self._until_drained = until_drained
         self._loop = None
 
     def start(self):
+        """Deferred firing when the sink is stopped, or, *until_drained*, done."""
         self._loop = defer.ensureDeferred(self._run())
         self._loop.addErrback(lambda f: f.trap(defer.CancelledError))
+        return self._loop
 
     def stop(self):
         loop, self._loop = self._loop, None
@@ -43,7 +49,7 @@ class EndpointSink:
             loop.cancel()
 
     async def _run(self):
-        while True:
+        while not (self._until_drained and self._journal.pending == 0):
             try:
                 batch = await self._journal.read(BATCH)
             except defer.CancelledError:

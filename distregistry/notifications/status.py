@@ -26,6 +26,7 @@ class EndpointStatus:
     def __init__(self, config, journal):
         self.config = config
         self._journal = journal
+        self.draining = []    # former workers' journals this process delivers (worker 0)
         self.events = 0       # accepted into the queue (after the ignore filters)
         self.successes = 0
         self.failures = 0     # the receiver answered outside 200-399
@@ -38,7 +39,7 @@ class EndpointStatus:
 
     @property
     def pending(self):
-        return self._journal.pending
+        return self._journal.pending + sum(j.pending for j in self.draining)
 
     def success(self, code):
         self.successes += 1
@@ -76,7 +77,8 @@ class EndpointStatus:
                         "Statuses": dict(self.statuses)},
             "LastSuccess": stamp(self.last_success), "LastFailure": stamp(self.last_failure),
             "LastError": self.last_error,
-            "Journal": {"Directory": self._journal.directory, "Bytes": self._journal.size},
+            "Journal": {"Directory": self._journal.directory, "Bytes": self._journal.size,
+                        "Draining": [{"Directory": j.directory, "Pending": j.pending} for j in self.draining]},
         }
 
 
