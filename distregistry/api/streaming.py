@@ -73,7 +73,10 @@ class UploadSink(_Sink):
         # Larger recv() calls halve the CPU per GiB of upload (twisted.md 2.2).
         self._transport.bufferSize = CHUNK
         self._pending = 0          # bytes received and not yet stored
-        self._buffer = bytearray()
+        # Received pieces not yet handed to the writer. Most recv()s return a whole CHUNK,
+        # which then goes to storage as is; only smaller pieces are joined (one copy).
+        self._parts = []
+        self._buffered = 0
         self._paused = False
         self._writer = None
         self._error = None
@@ -89,8 +92,9 @@ class UploadSink(_Sink):
             return
         self.received += len(data)
         self._pending += len(data)
-        self._buffer += data
-        if self._writer is not None and len(self._buffer) >= CHUNK:
+        self._parts.append(data)
+        self._buffered += len(data)
+        if self._writer is not None and self._buffered >= CHUNK:
             self._flush()
         self._check_pressure()
 
@@ -99,15 +103,30 @@ class UploadSink(_Sink):
         self._writer = writer
         if self._aborted:
             return self._abort_writer()
-        if self._buffer:
+        if self._parts:
             self._flush()
 
     def _on_open_failed(self, failure):
         self._fail(failure)
 
     def _flush(self):
-        data = bytes(self._buffer)
-        self._buffer = bytearray()
+        # In runs of about CHUNK: what arrived before the writer opened (up to HIGH_WATER)
+        # is not joined into one piece, which would double it for a moment.
+        parts, self._parts, self._buffered = self._parts, [], 0
+        run, size = [], 0
+        for part in parts:
+            run.append(part)
+            size += len(part)
+            if size >= CHUNK:
+                self._store(run)
+                run, size = [], 0
+        if run:
+            self._store(run)
+
+    def _store(self, run):
+        if self._error is not None:   # an earlier run of this flush failed at once
+            return
+        data = run[0] if len(run) == 1 else b"".join(run)
         d = self._writer.write(data)
         self._inflight.append(d)
         d.addCallbacks(self._stored, self._fail, callbackArgs=(len(data), d), errbackArgs=())
@@ -120,7 +139,8 @@ class UploadSink(_Sink):
     def _fail(self, failure):
         if self._error is None:
             self._error = failure
-        self._buffer = bytearray()
+        self._parts = []
+        self._buffered = 0
         self._pending = 0
         self._check_pressure()
 
@@ -135,7 +155,7 @@ class UploadSink(_Sink):
     async def finish(self):
         """Wait until every byte is stored; return the (closed) writer or raise the error."""
         await defer.maybeDeferred(lambda: self._opened)
-        if self._error is None and self._buffer:
+        if self._error is None and self._parts:
             self._flush()
         if self._inflight:
             await defer.DeferredList(list(self._inflight), consumeErrors=True)
@@ -151,7 +171,8 @@ class UploadSink(_Sink):
         if self._aborted:
             return
         self._aborted = True
-        self._buffer = bytearray()
+        self._parts = []
+        self._buffered = 0
         if self._writer is not None:
             self._abort_writer()
 
