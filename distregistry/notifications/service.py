@@ -4,12 +4,10 @@ journals' disk work, one persistent HTTP connection pool for the sinks."""
 import os
 import uuid
 
-from treq.client import HTTPClient
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from distregistry.notifications.broadcast import Broadcaster, Endpoint
 from distregistry.notifications.events import source_record
@@ -18,11 +16,6 @@ from distregistry.notifications.sink import EndpointSink
 from distregistry.notifications.status import EndpointStatus, NotificationStatus
 
 log = Logger()
-
-
-class _QuietFactory(_HTTP11ClientFactory):
-    # The pool's factory logs "Starting factory ..." for every new connection otherwise.
-    noisy = False
 
 
 class NotificationService(service.Service):
@@ -61,10 +54,18 @@ class NotificationService(service.Service):
         super().startService()
         if not self.broadcaster.endpoints:
             return
+        # The HTTP client (treq, twisted.web.client) is imported only with endpoints configured.
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+
+        class QuietFactory(_HTTP11ClientFactory):
+            # The pool's factory logs "Starting factory ..." for every new connection otherwise.
+            noisy = False
+
         self._pool.start()
         self._http_pool = HTTPConnectionPool(self._reactor, persistent=True)
         self._http_pool.maxPersistentPerHost = 2
-        self._http_pool._factory = _QuietFactory
+        self._http_pool._factory = QuietFactory
         for endpoint in self.broadcaster.endpoints:
             c = endpoint.config
             log.info("notifications endpoint {name} ({url}): timeout {timeout}s, threshold {threshold}, "
