@@ -14,7 +14,6 @@ from distregistry import operating
 from distregistry.api.app import RegistryAPI, make_site
 from distregistry.api.drain import DrainService
 from distregistry.auth import make_access_controller
-from distregistry.auth.issuer import make_issuer_site
 from distregistry.config import Config
 from distregistry.gc.online import OnlineGC
 from distregistry.logs import AccessLog
@@ -200,7 +199,10 @@ def make_service(config, reactor_=reactor, worker=None):
         _listener(reactor_, config.http, site, config.http.tls, config.source, "http.tls").setServiceParent(top)
     ts = config.tokenserver
     if ts is not None and worker == 0:
-        # The built-in token issuer, on its own port (worker 0's only: not a shared one).
+        # The built-in token issuer, on its own port (worker 0's only: not a shared one);
+        # imported only when configured (jwt, cryptography's key types).
+        from distregistry.auth.issuer import make_issuer_site
+
         issuer = make_issuer_site(ts, config.source, reactor_)
         _listener(reactor_, ts, issuer, ts.tls, config.source, "tokenserver.tls").setServiceParent(top)
     purging = config.storage.uploadpurging

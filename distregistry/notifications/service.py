@@ -12,12 +12,10 @@ import os
 import re
 import shutil
 
-from treq.client import HTTPClient
 from twisted.application import service
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
 from distregistry.notifications.broadcast import Broadcaster, Endpoint
 from distregistry.notifications.events import source_record
@@ -44,11 +42,6 @@ def former_worker_directories(root, workers):
         if match and int(match[1]) >= workers and os.path.isdir(os.path.join(root, name)):
             found.append(os.path.join(root, name))
     return found
-
-
-class _QuietFactory(_HTTP11ClientFactory):
-    # The pool's factory logs "Starting factory ..." for every new connection otherwise.
-    noisy = False
 
 
 class NotificationService(service.Service):
@@ -100,10 +93,18 @@ class NotificationService(service.Service):
         super().startService()
         if not self.broadcaster.endpoints:
             return
+        # The HTTP client (treq, twisted.web.client) is imported only with endpoints configured.
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+
+        class QuietFactory(_HTTP11ClientFactory):
+            # The pool's factory logs "Starting factory ..." for every new connection otherwise.
+            noisy = False
+
         self._pool.start()
         self._http_pool = HTTPConnectionPool(self._reactor, persistent=True)
         self._http_pool.maxPersistentPerHost = 2
-        self._http_pool._factory = _QuietFactory
+        self._http_pool._factory = QuietFactory
         for endpoint in self.broadcaster.endpoints:
             c = endpoint.config
             log.info("notifications endpoint {name} ({url}): timeout {timeout}s, threshold {threshold}, "

@@ -39,15 +39,21 @@ class _ServiceMaker:
     def makeService(self, options):
         import sys
 
+        from twisted.internet import reactor
+
+        from distregistry.api.streaming import release_free_memory
         from distregistry.config import ConfigError
         from distregistry.service import make_service
 
         try:
-            return make_service(options.loaded)
+            service = make_service(options.loaded)
         except ConfigError as e:
             # Files named by the config (TLS certificates, token keys) are read here.
             print(f"distregistry: {e}", file=sys.stderr)
             raise SystemExit(1) from None
+        # What start-up freed (module loading, config parsing) would stay resident (~1 MiB).
+        reactor.callWhenRunning(release_free_memory)
+        return service
 
 
 serviceMaker = _ServiceMaker()
