@@ -58,7 +58,10 @@ def parse_range(header, size):
 
 @implementer(IPushProducer)
 class ReaderProducer:
-    """Writes *length* bytes from an IFileReader to the request, honouring pause/resume."""
+    """Writes *length* bytes from an IFileReader to the request, honouring pause/resume.
+
+    The next read is asked for before a chunk is written, so storage reads it while the
+    transport sends."""
 
     def __init__(self, request, reader, length):
         self._request = request
@@ -69,12 +72,11 @@ class ReaderProducer:
 
     async def run(self):
         self._request.registerProducer(self, True)
+        reading = self._reader.read(min(CHUNK, self._remaining))
         try:
-            while self._remaining > 0 and not self._stopped:
-                if self._resume is not None:
-                    await self._resume
-                    continue
-                data = await self._reader.read(min(CHUNK, self._remaining))
+            while reading is not None and not self._stopped:
+                data = await reading
+                reading = None
                 if not data:
                     log.error("sending {uri}: blob data ended before its size",
                               uri=self._request.uri.decode("latin-1"))
@@ -84,8 +86,14 @@ class ReaderProducer:
                 if self._stopped:
                     break
                 self._remaining -= len(data)
+                if self._remaining > 0:
+                    reading = self._reader.read(min(CHUNK, self._remaining))
                 self._request.write(data)
+                if self._resume is not None:
+                    await self._resume
         finally:
+            if reading is not None:
+                reading.addErrback(lambda _: None)     # abandoned: the client left
             self._request.unregisterProducer()
 
     def pauseProducing(self):
@@ -102,13 +110,21 @@ class ReaderProducer:
         self.resumeProducing()
 
 
-def _sendfile_transport(request):
-    """The TCP transport under *request* if its socket may be written to directly: not TLS
-    (then the channel's transport is the TLSMemoryBIOProtocol, or startTLS set ``TLS``),
-    and a posix reactor's tcp.Connection, whose write buffer _Sendfile knows."""
+def _tcp_transport(request):
+    """The posix reactor's tcp.Connection under *request*'s channel (below TLS if any), or None."""
     channel = request.channel
     transport = channel.transport if channel is not None else None
-    if isinstance(transport, tcp.Connection) and not transport.TLS:
+    if not isinstance(transport, tcp.Connection):
+        transport = getattr(transport, "transport", None)   # TLSMemoryBIOProtocol's
+    return transport if isinstance(transport, tcp.Connection) else None
+
+
+def _sendfile_transport(request):
+    """The TCP transport under *request* if its socket may be written to directly: a
+    tcp.Connection, whose write buffer _Sendfile knows, without TLS (neither in a
+    TLSMemoryBIOProtocol between, nor startTLS's ``TLS`` on the transport itself)."""
+    transport = _tcp_transport(request)
+    if transport is not None and transport is request.channel.transport and not transport.TLS:
         return transport
     return None
 
@@ -237,6 +253,11 @@ async def handle(api, request, repo, digest):
         if transport is not None and ILocalFileReader.providedBy(reader):
             await _Sendfile(request, transport, reader.fileno(), reader.offset, length).run()
         elif request.channel is not None:   # else the client left while the blob was opened
+            tcp_transport = _tcp_transport(request)
+            if tcp_transport is not None:
+                # One send() per chunk instead of one per 128 KiB, each a reactor turn:
+                # 0.74 -> 0.47 CPU-s/GiB with one client.
+                tcp_transport.SEND_LIMIT = CHUNK
             await ReaderProducer(request, reader, length).run()
     finally:
         reader.close()
