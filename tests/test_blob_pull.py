@@ -297,3 +297,28 @@ def test_blob_shorter_than_its_size_ends_the_connection(request, kind):
         conn.close()
     assert "blob data ended before its size" in d.log_text()
     assert d.request("GET", "/v2/").status == 200
+
+
+def test_sigterm_lets_a_pull_in_flight_finish(tmp_path):
+    """http.draintimeout: the drain closes connections with loseConnection, which must wait
+    for the sendfile body and then close (not cut it, not hang)."""
+    d = Daemon("distregistry", root=tmp_path / "data", workdir=tmp_path / "run",
+               extra_config={"http": {"draintimeout": "10s"}})
+    _started(d)
+    s = socket.create_connection(("127.0.0.1", d.port))
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(f"GET {BLOB} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = bytearray(s.recv(64 * 1024))
+        d.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)                 # the drain is under way, the body still mostly unsent
+        while chunk := s.recv(1 << 20):
+            received += chunk
+            time.sleep(0.001)           # a slow client: ~1 s for the blob
+    finally:
+        s.close()
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert body == DATA
+    assert d.proc.wait(15) == 0
+    assert "draining 1 in-flight requests" in d.log_text()
