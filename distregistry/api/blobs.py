@@ -147,9 +147,11 @@ class _Sendfile:
 
     sendfile to a non-blocking socket still reads the file synchronously: a page-cache miss
     blocks the reactor for the disk read. At most SENDFILE_STEP bytes go per reactor turn,
-    so other connections are served in between (a few ms per step when cached), and the
+    so other connections are served in between (~1 ms per step when cached), and the
     kernel's readahead (doubled by the driver's FADV_SEQUENTIAL) runs ahead of a sequential
-    transfer, so a cold blob mostly finds its next pages already read or under way.
+    transfer, so a cold blob mostly finds its next pages already read or under way. GET /v2/
+    during 4 pulls (busy 2-core machine): p99 30-50 ms cached, 50-140 ms evicted (producer:
+    5-30 ms); 1 MiB steps were no clearly better, at 0.3 instead of 0.24 CPU-s/GiB.
     """
 
     def __init__(self, request, transport, fd, offset, count):
