@@ -132,6 +132,26 @@ def test_kept_alive_connection_serves_the_next_requests(daemon):
         conn.close()
 
 
+def test_pipelined_request_after_a_pull(daemon):
+    s = socket.create_connection(("127.0.0.1", daemon.port))
+    if isinstance(daemon, SecureDaemon):
+        s = daemon.ssl_context().wrap_socket(s, server_hostname="localhost")
+    try:
+        s.sendall(f"GET {BLOB} HTTP/1.1\r\nHost: x\r\n\r\n"
+                  f"GET {BLOB} HTTP/1.1\r\nHost: x\r\nRange: bytes=3-5\r\nConnection: close\r\n\r\n".encode())
+        received = bytearray()
+        while chunk := s.recv(1 << 20):
+            received += chunk
+    finally:
+        s.close()
+    head, _, rest = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert rest[:len(DATA)] == DATA
+    head, _, body = rest[len(DATA):].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 206"), head
+    assert body == DATA[3:6]
+
+
 def _sendfile_bytes(d, action):
     """Bytes the daemon sent with sendfile(2) while *action* ran (strace)."""
     if shutil.which("strace") is None:
