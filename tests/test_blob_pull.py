@@ -18,6 +18,9 @@ import time
 
 import pytest
 
+from distregistry.registry.interfaces import ILocalFileReader
+from distregistry.storage.driver.filesystem import FilesystemDriver
+from distregistry.storage.driver.inmemory import InMemoryDriver
 from tests.support.daemon import Daemon, free_port
 from tests.support.pki import PKI
 from tests.support.secure import SecureDaemon
@@ -342,3 +345,19 @@ def test_sigterm_lets_a_pull_in_flight_finish(tmp_path):
     assert body == DATA
     assert d.proc.wait(15) == 0
     assert "draining 1 in-flight requests" in d.log_text()
+
+
+async def test_only_the_filesystem_reader_is_local(tmp_path):
+    fs = FilesystemDriver(str(tmp_path / "root"), maxthreads=2)
+    try:
+        await fs.put_content("/a/data", b"0123456789")
+        r = await fs.reader("/a/data", 3)
+        assert ILocalFileReader.providedBy(r) and r.offset == 3
+        assert await r.read(4) == b"3456" and r.offset == 7
+        assert os.pread(r.fileno(), 3, r.offset) == b"789" and r.offset == 7
+        r.close()
+    finally:
+        await fs.close()
+    mem = InMemoryDriver()
+    await mem.put_content("/a/data", b"0123456789")
+    assert not ILocalFileReader.providedBy(await mem.reader("/a/data"))

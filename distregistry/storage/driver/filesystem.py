@@ -361,12 +361,15 @@ class FilesystemDriver:
             if offset > st.st_size:
                 raise InvalidOffsetError(path, self.name)
             f.seek(offset)
-            # Readers stream whole blobs: a doubled kernel readahead window, so sequential
-            # reads (and sendfile on the API's reactor thread) wait for the disk less often.
-            os.posix_fadvise(fd, offset, 0, os.POSIX_FADV_SEQUENTIAL)
         except BaseException:
             f.close()
             raise
+        try:
+            # Readers stream whole blobs: a doubled kernel readahead window, so sequential
+            # reads (and sendfile on the API's reactor thread) wait for the disk less often.
+            os.posix_fadvise(fd, offset, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError:
+            pass                        # advice only
         return f
 
     @_deferred
