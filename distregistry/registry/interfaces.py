@@ -7,6 +7,9 @@ the spec's code (``distregistry.errcode``); anything else is a bug and becomes 5
 import attr
 from zope.interface import Attribute, Interface
 
+# What IBlobStore.open() returns, named here so the API need not import the driver layer.
+from distregistry.storage.driver.base import IFileReader, ILocalFileReader  # noqa: F401
+
 
 @attr.s(frozen=True, slots=True)
 class UploadStatus:
@@ -42,7 +45,8 @@ class IBlobStore(Interface):
         """Deferred[Descriptor] (media type application/octet-stream); BLOB_UNKNOWN if not linked."""
 
     def open(digest, offset=0):
-        """Deferred[IFileReader] on the blob's data; BLOB_UNKNOWN if not linked."""
+        """Deferred[IFileReader] on the blob's data from *offset*; BLOB_UNKNOWN if not linked.
+        On local storage it is also an ILocalFileReader, which the API may send with sendfile."""
 
     def redirect_url(method, digest):
         """Deferred[str or None]: where the driver lets clients fetch it directly."""

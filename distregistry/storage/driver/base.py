@@ -72,6 +72,17 @@ class IFileReader(Interface):
         """Release the underlying handle (idempotent, synchronous)."""
 
 
+class ILocalFileReader(IFileReader):
+    """A reader on a local OS file, which a caller may send with ``os.sendfile`` instead of
+    read() (no copy through Python). Only drivers whose bytes are in a local file provide it."""
+
+    offset = Attribute("position in the file of the next read()")
+
+    def fileno():
+        """The file's OS descriptor, owned by the reader and valid until close(). Reading it
+        with an explicit offset (pread, sendfile) does not move ``offset``."""
+
+
 class IFileWriter(Interface):
     size = Attribute("bytes written so far (including those from before an append)")
 

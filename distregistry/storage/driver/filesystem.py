@@ -31,8 +31,8 @@ from distregistry.storage.driver.nowait import NoWait
 from distregistry.storage.driver.base import (
     PATH_RE,
     FileInfo,
-    IFileReader,
     IFileWriter,
+    ILocalFileReader,
     IStorageDriver,
     InvalidOffsetError,
     InvalidPathError,
@@ -376,7 +376,7 @@ class FilesystemDriver:
         if offset < 0:
             raise InvalidOffsetError(path, self.name)
         d = self._run(self._open_reader, full, path, offset)
-        return d.addCallback(lambda f: _FileReader(self, f))
+        return d.addCallback(lambda f: _FileReader(self, f, offset))
 
     def _open_reader(self, full, path, offset):
         try:
@@ -395,6 +395,12 @@ class FilesystemDriver:
         except BaseException:
             f.close()
             raise
+        try:
+            # Readers stream whole blobs: a doubled kernel readahead window, so sequential
+            # reads (and sendfile on the API's reactor thread) wait for the disk less often.
+            os.posix_fadvise(fd, offset, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError:
+            pass                        # advice only
         return f
 
     @_deferred
@@ -580,17 +586,25 @@ class _Serial:
         call_from_thread(self._driver._call_in_pool, self._drain)
 
 
-@implementer(IFileReader)
+@implementer(ILocalFileReader)
 class _FileReader:
-    def __init__(self, driver, f):
+    def __init__(self, driver, f, offset):
         self._file = f
         self._serial = _Serial(driver)
         self._closed = False
+        self.offset = offset
+
+    def fileno(self):
+        return self._file.fileno()
 
     def read(self, n):
         if self._closed:
             return defer.fail(ValueError("reader is closed"))
-        return self._serial(self._file.read, n)
+        return self._serial(self._file.read, n).addCallback(self._advance)
+
+    def _advance(self, data):
+        self.offset += len(data)
+        return data
 
     def close(self):
         if self._closed:
