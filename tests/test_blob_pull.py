@@ -19,6 +19,7 @@ import time
 import pytest
 
 from distregistry.registry.interfaces import ILocalFileReader
+from distregistry.storage.driver import filesystem
 from distregistry.storage.driver.filesystem import FilesystemDriver
 from distregistry.storage.driver.inmemory import InMemoryDriver
 from tests.support.daemon import Daemon, free_port
@@ -155,12 +156,15 @@ def test_pipelined_request_after_a_pull(daemon):
     assert body == DATA[3:6]
 
 
-def _sendfile_bytes(d, action):
-    """Bytes the daemon sent with sendfile(2) while *action* ran (strace)."""
+def _sendfile_bytes(d, action, syscall="sendfile"):
+    """Bytes the daemon moved with *syscall* (sendfile(2); a name strace knows, or a class
+    such as %file) while *action* ran (strace)."""
     if shutil.which("strace") is None:
         pytest.skip("strace not installed")
     out = d.workdir / "strace.out"
-    p = subprocess.Popen(["strace", "-f", "-e", "trace=sendfile", "-o", str(out), "-p", str(d.pid)],
+    # Every thread already running (the driver's pool), and any started meanwhile (-f).
+    tasks = [arg for tid in os.listdir(f"/proc/{d.pid}/task") for arg in ("-p", tid)]
+    p = subprocess.Popen(["strace", "-f", "-e", f"trace={syscall}", "-o", str(out)] + tasks,
                          stderr=subprocess.PIPE, text=True)
     try:
         # strace says "attached" on stderr once it traces; unprivileged ptrace is refused instead.
@@ -172,7 +176,7 @@ def _sendfile_bytes(d, action):
     finally:
         p.send_signal(signal.SIGINT)
         p.wait(10)
-    return sum(int(n) for n in re.findall(r"sendfile\(.*\) = (\d+)", out.read_text()))
+    return sum(int(n) for n in re.findall(r"^\S*\s*\w+\(.*\) = (\d+)", out.read_text(), re.M))
 
 
 @pytest.mark.parametrize("kind", ["plain", "tls", "memory"])
@@ -361,3 +365,50 @@ async def test_only_the_filesystem_reader_is_local(tmp_path):
     mem = InMemoryDriver()
     await mem.put_content("/a/data", b"0123456789")
     assert not ILocalFileReader.providedBy(await mem.reader("/a/data"))
+
+
+def _evict(path):
+    """Drop *path*'s clean pages from the page cache (its writes were fsynced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not filesystem._NOWAIT.enabled, reason="no openat2/RWF_NOWAIT here")
+async def test_the_local_reader_tells_and_fills_the_page_cache(tmp_path):
+    fs = FilesystemDriver(str(tmp_path / "root"), maxthreads=2)
+    try:
+        await fs.put_content("/a/data", DATA)
+        _evict(tmp_path / "root" / "a" / "data")
+        r = await fs.reader("/a/data")
+        assert not r.cached(0, 4 * MiB)
+        await r.prefetch(0, 4 * MiB)
+        assert r.cached(0, 4 * MiB)
+        r.close()
+    finally:
+        await fs.close()
+
+
+@pytest.mark.skipif(not filesystem._NOWAIT.enabled, reason="no openat2/RWF_NOWAIT here")
+def test_an_evicted_blob_is_read_into_the_cache_in_the_pool_first(plain):
+    """sendfile on the reactor thread would read a cold blob from disk there: each step is
+    prefetched by the driver's threads first, and still goes out with sendfile."""
+    data = [f for f in (plain.root / "docker/registry/v2/blobs/sha256").rglob("data")
+            if hashlib.sha256(f.read_bytes()).hexdigest() == DIGEST[7:]]
+    assert len(data) == 1
+    _evict(data[0])
+
+    def pull():
+        conn = plain.connection()
+        try:
+            assert get(conn, BLOB)[1] == DATA
+        finally:
+            conn.close()
+
+    # The driver's threads read the first step before the reactor sent it; the kernel's
+    # readahead, started by that read, keeps ahead of the rest.
+    assert _sendfile_bytes(plain, pull, "preadv,preadv2") >= 4 * MiB
+    _evict(data[0])
+    assert _sendfile_bytes(plain, pull) == len(DATA)

@@ -93,9 +93,9 @@ class NotificationService(service.Service):
         super().startService()
         if not self.broadcaster.endpoints:
             return
-        # The HTTP client (treq, twisted.web.client) is imported only with endpoints configured.
-        from treq.client import HTTPClient
-        from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+        # The HTTP client (treq, twisted.web.client) is imported only with endpoints configured
+        # (here and in _start_sink).
+        from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 
         class QuietFactory(_HTTP11ClientFactory):
             # The pool's factory logs "Starting factory ..." for every new connection otherwise.
@@ -118,6 +118,9 @@ class NotificationService(service.Service):
         self._reactor.addSystemEventTrigger("during", "shutdown", lambda: defer.ensureDeferred(self.close()))
 
     def _start_sink(self, endpoint, journal, until_drained=False):
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent
+
         c = endpoint.config
         client = HTTPClient(Agent(self._reactor, pool=self._http_pool, connectTimeout=c.timeout))
         sink = EndpointSink(c, journal, endpoint.status, client, self._reactor, until_drained)

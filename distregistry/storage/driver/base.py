@@ -82,6 +82,14 @@ class ILocalFileReader(IFileReader):
         """The file's OS descriptor, owned by the reader and valid until close(). Reading it
         with an explicit offset (pread, sendfile) does not move ``offset``."""
 
+    def cached(offset, count):
+        """Whether bytes [offset, offset+count) are in the page cache, so sendfile would not
+        wait for the disk; answered without waiting (may say False when unsure)."""
+
+    def prefetch(offset, count):
+        """Deferred firing once bytes [offset, offset+count) were read into the page cache
+        (in the driver's threads, never on the caller's)."""
+
 
 class IFileWriter(Interface):
     size = Attribute("bytes written so far (including those from before an append)")

@@ -597,6 +597,26 @@ class _FileReader:
     def fileno(self):
         return self._file.fileno()
 
+    def cached(self, offset, count):
+        # The first and the last byte of the range: readahead fills what lies between in order.
+        fd = self._file.fileno()
+        return _NOWAIT.cached(fd, offset) and (count <= 1 or _NOWAIT.cached(fd, offset + count - 1))
+
+    def prefetch(self, offset, count):
+        if self._closed:
+            return defer.fail(ValueError("reader is closed"))
+        return self._serial(self._read_into_cache, offset, count)
+
+    def _read_into_cache(self, offset, count):
+        scratch = bytearray(min(count, 1 << 20))
+        fd = self._file.fileno()
+        while count > 0:
+            n = os.preadv(fd, [memoryview(scratch)[:min(count, len(scratch))]], offset)
+            if n <= 0:
+                return
+            offset += n
+            count -= n
+
     def read(self, n):
         if self._closed:
             return defer.fail(ValueError("reader is closed"))

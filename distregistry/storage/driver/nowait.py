@@ -41,6 +41,7 @@ class NoWait:
             except (OSError, AttributeError):
                 pass
         self.enabled = self._syscall is not None and self._probe()
+        self._probe_byte = bytearray(1)
 
     def _probe(self):
         fd = self._openat2(b"/", os.O_RDONLY | os.O_DIRECTORY)
@@ -61,6 +62,15 @@ class NoWait:
         if not self.enabled:
             return None
         return self._openat2(os.fsencode(full), flags)
+
+    def cached(self, fd, offset):
+        """Whether the byte at *offset* of *fd* is in the page cache (False when unsure)."""
+        if not self.enabled:
+            return False
+        try:
+            return os.preadv(fd, [self._probe_byte], offset, os.RWF_NOWAIT) >= 0
+        except OSError:
+            return False
 
     def read(self, fd, limit):
         """The whole regular file behind *fd* if it is at most *limit* bytes and all in the
