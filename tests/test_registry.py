@@ -720,11 +720,11 @@ class CountingDriver:
     def __getattr__(self, name):
         return getattr(self._driver, name)
 
-    def walk(self, path, visit):
+    def walk(self, path, visit, start_after=None):
         def counting(info):
             self.visited.append(info.path)
             return visit(info)
-        return self._driver.walk(path, counting)
+        return self._driver.walk(path, counting, start_after)
 
 
 async def test_catalog_stops_and_skips(env):

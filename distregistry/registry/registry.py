@@ -108,7 +108,9 @@ class Registry:
                 raise SkipDir()
 
         try:
-            await self.driver.walk(root, visit)
+            # Each page starts at *last* instead of walking every repository before it
+            # (registry:2 3.x hints the same); the visitor still checks, a driver may ignore it.
+            await self.driver.walk(root, visit, start_after=f"{root}/{last}" if last else None)
         except (_PageFull, PathNotFoundError):
             pass
         return found

@@ -409,39 +409,56 @@ class FilesystemDriver:
         return self._run(self._list, self._full(path, root_ok=True), path)
 
     def _list(self, full, path):
-        # Names only, as registry:2's List: no stat per entry (a tags list reads 10,000).
-        return self._scan(full, path, stat=False)
+        # Names only, as registry:2's List: no stat per entry (a tags list reads 10,000),
+        # and listdir, not scandir: no DirEntry per name.
+        prefix = "" if path == "/" else path
+        with self._open_dir(full, path) as fd:
+            names = [] if fd is None else os.listdir(fd)
+        return [f"{prefix}/{name}" for name in sorted(_grammatical(names))]
 
-    def _scan(self, full, path, stat=True):
+    def _scan(self, full, path, after=None):
         """FileInfo of the children of *path*, sorted; names the contract cannot express
         (e.g. ``lost+found`` at a mount point) are left out, being unreachable anyway.
-        Without *stat*: the sorted paths only."""
+        With *after*: only the children from that name on (a walk's start-after hint), the
+        ones before are not stat'ed."""
         prefix = "" if path == "/" else path
+        with self._open_dir(full, path) as fd:
+            if fd is None:
+                return []
+            with os.scandir(fd) as listing:
+                entries = list(listing)
+            names = _grammatical([entry.name for entry in entries])
+            if len(names) != len(entries):
+                valid = set(names)
+                entries = [entry for entry in entries if entry.name in valid]
+            if after is not None:
+                entries = [entry for entry in entries if entry.name >= after]
+            entries.sort(key=lambda entry: entry.name)
+            infos = []
+            for entry in entries:
+                try:
+                    st = entry.stat()   # by the directory's fd, which must still be open
+                except FileNotFoundError:
+                    continue  # removed since the directory was read
+                is_dir = statmod.S_ISDIR(st.st_mode)
+                infos.append(FileInfo(path=f"{prefix}/{entry.name}", size=0 if is_dir else st.st_size,
+                                      modtime=st.st_mtime, is_dir=is_dir))
+        return infos
+
+    @contextlib.contextmanager
+    def _open_dir(self, full, path):
+        """The directory's fd, None for a fresh root that nothing has been written to yet."""
         try:
             # By fd: a catalog walk lists every repository directory, and realpath() per
             # directory was most of its cost (see _open_confined).
             fd = self._open_confined(full, path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             if path == "/" and e.errno == errno.ENOENT:
-                return []  # a fresh root that nothing has been written to yet
+                yield None
+                return
             self._raise(e, path)
-        infos = []
-        with _closing_fd(fd), os.scandir(fd) as entries:
-            for entry in entries:
-                child = f"{prefix}/{entry.name}"
-                if not PATH_RE.fullmatch(child):
-                    continue
-                if not stat:
-                    infos.append(child)
-                    continue
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue  # removed since the directory was read
-                is_dir = statmod.S_ISDIR(st.st_mode)
-                infos.append(FileInfo(path=child, size=0 if is_dir else st.st_size, modtime=st.st_mtime, is_dir=is_dir))
-        infos.sort(key=None if not stat else lambda i: i.path)
-        return infos
+        with _closing_fd(fd):
+            yield fd
 
     @_deferred
     def move(self, source, dest):
@@ -477,16 +494,81 @@ class FilesystemDriver:
             self._raise(e, path)
 
     @_deferred
-    def walk(self, path, visit):
+    def walk(self, path, visit, start_after=None):
         self._full(path, root_ok=True)
-        return defer.ensureDeferred(walk_tree(self._children, path, visit))
-
-    def _children(self, path):
-        # One pool job per directory (scandir carries the stat), not one per entry.
-        return self._run(self._scan, self._full(path, root_ok=True), path)
+        return defer.ensureDeferred(walk_tree(_WalkListings(self, start_after), path, visit, start_after))
 
     def redirect_url(self, method, path):
         return defer.succeed(None)
+
+
+def _grammatical(names):
+    """The *names* a driver path may hold: one PATH_RE match for the whole listing (no
+    name holds a '/'), name by name only when that fails."""
+    if not names or PATH_RE.fullmatch("/" + "/".join(names)):
+        return names
+    return [name for name in names if PATH_RE.fullmatch("/" + name)]
+
+
+class _WalkListings:
+    """``children`` for one walk_tree. The listings asked for while a pool job is listing
+    (the walk asks for the next PREFETCH sibling directories) go together in the next job,
+    answered in one reactor call: a job and a thread hop per directory were most of a
+    catalog's CPU. Children before the walk's start-after hint are not even stat'ed."""
+
+    def __init__(self, driver, start_after):
+        self._driver = driver
+        self._hint = start_after
+        self._wanted = []     # (full, path, Deferred) for the next job
+        self._busy = False    # a job is out
+
+    def __call__(self, path):
+        try:
+            full = self._driver._full(path, root_ok=True)
+        except InvalidPathError:
+            return defer.fail()
+        d = defer.Deferred()
+        self._wanted.append((full, path, d))
+        if not self._busy:
+            self._submit()
+        return d
+
+    def _submit(self):
+        batch, self._wanted = self._wanted, []
+        self._busy = True
+        try:
+            job = self._driver._run(self._list_all, [(full, path) for full, path, _ in batch])
+        except RuntimeError:   # the driver is closed
+            job = defer.fail()
+        job.addBoth(self._answer, [d for _, _, d in batch])
+
+    def _answer(self, outcomes, waiting):
+        # The next batch goes out before these are answered, so the pool lists while the
+        # reactor visits.
+        self._busy = False
+        if self._wanted:
+            self._submit()
+        if isinstance(outcomes, Failure):
+            outcomes = [outcomes] * len(waiting)
+        for d, outcome in zip(waiting, outcomes):
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+    def _list_all(self, batch):
+        """In a pool thread: each directory's listing, or the Failure listing it raised."""
+        outcomes = []
+        for full, path in batch:
+            after = None
+            hint = self._hint
+            if hint is not None and hint.startswith(path.rstrip("/") + "/"):
+                after = hint[len(path.rstrip("/")) + 1:].partition("/")[0]
+            try:
+                outcomes.append(self._driver._scan(full, path, after))
+            except BaseException:
+                outcomes.append(Failure())
+        return outcomes
 
 
 class _Serial:
