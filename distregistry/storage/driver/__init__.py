@@ -27,16 +27,26 @@ async def walk_tree(children, path, visit, start_after=None):
     returning SkipDir on a directory skips its subtree, on a file it is a no-op
     (registry:2 3.x). Any other exception stops the walk and propagates.
 
+    A listing may be the first piece of a directory: then its ``rest`` attribute is a
+    callable returning a Deferred of the next piece (children sorting after this piece's),
+    called only if the walk gets that far, so a big directory is not read whole for a
+    walk that stops early.
+
     *start_after* (registry:2 3.x's ``WithStartAfterHint``): entries up to that path in
     walk order are neither visited nor listed; its ancestors and the path itself are
     entered without being visited, as registry:2's WalkFallback does.
     """
-    # A NUL would sort below '/' and break the component-wise comparison; no driver path
-    # holds one, so such a hint is just dropped (a hint may always be ignored).
+    await _walk_dir(children, path, visit, top=True, hint=start_hint(path, start_after))
+
+
+def start_hint(path, start_after):
+    """The *start_after* a walk of *path* goes by: None when it is not below *path*, or holds
+    a NUL, which would sort below '/' and break the component-wise comparison (no driver
+    path holds one; a hint may always be ignored)."""
     prefix = "" if path == "/" else path
-    if start_after is not None and ("\x00" in start_after or not start_after.startswith(prefix + "/")):
-        start_after = None
-    await _walk_dir(children, path, visit, top=True, hint=start_after)
+    if start_after is None or "\x00" in start_after or not start_after.startswith(prefix + "/"):
+        return None
+    return start_after
 
 
 # Directories whose listing is requested ahead of the walk reaching them: a catalog walk
@@ -48,14 +58,23 @@ PREFETCH = 64
 
 async def _walk_dir(children, path, visit, top, listing=None, hint=None):
     try:
-        entries = await (listing if listing is not None else children(path))
+        piece = await (listing if listing is not None else children(path))
     except PathNotFoundError:
         if top:
             raise
         # Removed between being listed and being entered: registry:2 ignores it too.
         return
+    while piece is not None:
+        piece = await _walk_piece(children, path, visit, piece, hint)
+        hint = None   # later pieces sort after it
+
+
+async def _walk_piece(children, path, visit, piece, hint):
+    """Walk one listing piece; the Deferred of the next one (None: no more) is returned
+    awaited, PathNotFoundError from it meaning the directory has gone."""
+    rest = getattr(piece, "rest", None)
     # Siblings share the parent prefix, so sorting full paths sorts by name.
-    entries = sorted(entries, key=lambda i: i.path)
+    entries = sorted(piece, key=lambda i: i.path)
     start, enter_first, below = 0, False, None
     if hint is not None:
         # hint = <path>/<name>[/<rest>]: siblings before <name> hold nothing after the hint;
@@ -69,7 +88,9 @@ async def _walk_dir(children, path, visit, top, listing=None, hint=None):
             below = hint if sep else None
             if not enter_first:
                 start += 1
-    ahead = {}   # index -> Deferred listing of a later sibling directory
+    ahead = {}        # index -> Deferred listing of a later sibling directory
+    asked = start     # entries before this index have been considered for prefetching
+    following = None  # the next piece, asked for once prefetching reaches this one's end
     try:
         for index in range(start, len(entries)):
             info = entries[index]
@@ -87,15 +108,27 @@ async def _walk_dir(children, path, visit, top, listing=None, hint=None):
             if info.is_dir and not _is_skip(result):
                 # Only once a directory is entered: directories skipped before the walk
                 # gets anywhere (a catalog page after ``last``) are never listed.
-                for later in range(index + 1, min(index + 1 + PREFETCH, len(entries))):
-                    if entries[later].is_dir and later not in ahead:
+                for later in range(max(asked, index + 1), min(index + 1 + PREFETCH, len(entries))):
+                    if entries[later].is_dir:
                         ahead[later] = children(entries[later].path)
+                asked = max(asked, index + 1 + PREFETCH)
+                if asked >= len(entries) and rest is not None and following is None:
+                    following = rest()
                 await _walk_dir(children, info.path, visit, top=False, listing=ahead.pop(index, None), hint=sub_hint)
             else:
                 _abandon(ahead.pop(index, None))
+        if rest is None:
+            return None
+        try:
+            return await (following if following is not None else rest())
+        except PathNotFoundError:
+            return None
+        finally:
+            following = None
     finally:
         for d in ahead.values():   # the walk stopped early
             _abandon(d)
+        _abandon(following)
 
 
 def _abandon(listing):

@@ -9,6 +9,7 @@ registry:2's regulator), never on the reactor thread. Open readers and writers r
 their calls one at a time, in call order, so callers may queue several.
 """
 
+import bisect
 import contextlib
 import errno
 import functools
@@ -25,7 +26,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from distregistry.storage.driver import walk_tree
+from distregistry.storage.driver import start_hint, walk_tree
 from distregistry.storage.driver.base import (
     PATH_RE,
     FileInfo,
@@ -416,34 +417,43 @@ class FilesystemDriver:
             names = [] if fd is None else os.listdir(fd)
         return [f"{prefix}/{name}" for name in sorted(_grammatical(names))]
 
-    def _scan(self, full, path, after=None):
-        """FileInfo of the children of *path*, sorted; names the contract cannot express
-        (e.g. ``lost+found`` at a mount point) are left out, being unreachable anyway.
-        With *after*: only the children from that name on (a walk's start-after hint), the
-        ones before are not stat'ed."""
-        prefix = "" if path == "/" else path
+    def _scan(self, full, path, after=None, limit=None):
+        """(FileInfos of the children of *path*, sorted; the names of the rest). Names the
+        contract cannot express (e.g. ``lost+found`` at a mount point) are left out, being
+        unreachable anyway. With *after*: only the children from that name on (a walk's
+        start-after hint). With *limit*: at most that many are stat'ed, the rest are
+        returned as names for _scan_more."""
         with self._open_dir(full, path) as fd:
             if fd is None:
-                return []
-            with os.scandir(fd) as listing:
-                entries = list(listing)
-            names = _grammatical([entry.name for entry in entries])
-            if len(names) != len(entries):
-                valid = set(names)
-                entries = [entry for entry in entries if entry.name in valid]
+                return [], []
+            names = sorted(_grammatical(os.listdir(fd)))
             if after is not None:
-                entries = [entry for entry in entries if entry.name >= after]
-            entries.sort(key=lambda entry: entry.name)
-            infos = []
-            for entry in entries:
-                try:
-                    st = entry.stat()   # by the directory's fd, which must still be open
-                except FileNotFoundError:
-                    continue  # removed since the directory was read
-                is_dir = statmod.S_ISDIR(st.st_mode)
-                infos.append(FileInfo(path=f"{prefix}/{entry.name}", size=0 if is_dir else st.st_size,
-                                      modtime=st.st_mtime, is_dir=is_dir))
-        return infos
+                names = names[bisect.bisect_left(names, after):]
+            return self._stat_names(fd, path, names, limit)
+
+    def _scan_more(self, full, path, names, limit=None):
+        """_scan's next piece: the first *limit* of *names* stat'ed, and the rest."""
+        with self._open_dir(full, path) as fd:
+            if fd is None:
+                return [], []
+            return self._stat_names(fd, path, names, limit)
+
+    def _stat_names(self, fd, path, names, limit):
+        prefix = "" if path == "/" else path
+        if limit is not None:
+            names, rest = names[:limit], names[limit:]
+        else:
+            rest = []
+        infos = []
+        for name in names:
+            try:
+                st = os.stat(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue  # removed since the directory was read
+            is_dir = statmod.S_ISDIR(st.st_mode)
+            infos.append(FileInfo(path=f"{prefix}/{name}", size=0 if is_dir else st.st_size, modtime=st.st_mtime,
+                                  is_dir=is_dir))
+        return infos, rest
 
     @contextlib.contextmanager
     def _open_dir(self, full, path):
@@ -496,7 +506,8 @@ class FilesystemDriver:
     @_deferred
     def walk(self, path, visit, start_after=None):
         self._full(path, root_ok=True)
-        return defer.ensureDeferred(walk_tree(_WalkListings(self, start_after), path, visit, start_after))
+        listings = _WalkListings(self, start_hint(path, start_after))
+        return defer.ensureDeferred(walk_tree(listings, path, visit, start_after))
 
     def redirect_url(self, method, path):
         return defer.succeed(None)
@@ -510,16 +521,28 @@ def _grammatical(names):
     return [name for name in names if PATH_RE.fullmatch("/" + name)]
 
 
+# FileInfos a walk's listing stats at once: a catalog page needs the next n (at most 1000
+# by default) of 10,000 repository directories, not every one after ``last``.
+_WALK_PIECE = 256
+
+
+class _Piece(list):
+    """A walk listing: FileInfos, and ``rest`` (walk_tree's protocol) when there are more."""
+
+    rest = None
+
+
 class _WalkListings:
     """``children`` for one walk_tree. The listings asked for while a pool job is listing
     (the walk asks for the next PREFETCH sibling directories) go together in the next job,
     answered in one reactor call: a job and a thread hop per directory were most of a
-    catalog's CPU. Children before the walk's start-after hint are not even stat'ed."""
+    catalog's CPU. Big directories come in pieces, and children before the walk's
+    start-after hint are not even stat'ed."""
 
     def __init__(self, driver, start_after):
         self._driver = driver
         self._hint = start_after
-        self._wanted = []     # (full, path, Deferred) for the next job
+        self._wanted = []     # (scan function, full, path, argument, Deferred) for the next job
         self._busy = False    # a job is out
 
     def __call__(self, path):
@@ -527,8 +550,15 @@ class _WalkListings:
             full = self._driver._full(path, root_ok=True)
         except InvalidPathError:
             return defer.fail()
+        after = None
+        parent = "" if path == "/" else path
+        if self._hint is not None and self._hint.startswith(parent + "/"):
+            after = self._hint[len(parent) + 1:].partition("/")[0]
+        return self._request(self._driver._scan, full, path, after)
+
+    def _request(self, scan, full, path, argument):
         d = defer.Deferred()
-        self._wanted.append((full, path, d))
+        self._wanted.append((scan, full, path, argument, d))
         if not self._busy:
             self._submit()
         return d
@@ -537,38 +567,38 @@ class _WalkListings:
         batch, self._wanted = self._wanted, []
         self._busy = True
         try:
-            job = self._driver._run(self._list_all, [(full, path) for full, path, _ in batch])
+            job = self._driver._run(self._list_all, [request[:4] for request in batch])
         except RuntimeError:   # the driver is closed
             job = defer.fail()
-        job.addBoth(self._answer, [d for _, _, d in batch])
+        job.addBoth(self._answer, batch)
 
-    def _answer(self, outcomes, waiting):
+    def _list_all(self, batch):
+        """In a pool thread: each request's (FileInfos, names left), or the Failure it raised."""
+        outcomes = []
+        for scan, full, path, argument in batch:
+            try:
+                outcomes.append(scan(full, path, argument, _WALK_PIECE))
+            except BaseException:
+                outcomes.append(Failure())
+        return outcomes
+
+    def _answer(self, outcomes, batch):
         # The next batch goes out before these are answered, so the pool lists while the
         # reactor visits.
         self._busy = False
         if self._wanted:
             self._submit()
         if isinstance(outcomes, Failure):
-            outcomes = [outcomes] * len(waiting)
-        for d, outcome in zip(waiting, outcomes):
+            outcomes = [outcomes] * len(batch)
+        for (_, full, path, _, d), outcome in zip(batch, outcomes):
             if isinstance(outcome, Failure):
                 d.errback(outcome)
-            else:
-                d.callback(outcome)
-
-    def _list_all(self, batch):
-        """In a pool thread: each directory's listing, or the Failure listing it raised."""
-        outcomes = []
-        for full, path in batch:
-            after = None
-            hint = self._hint
-            if hint is not None and hint.startswith(path.rstrip("/") + "/"):
-                after = hint[len(path.rstrip("/")) + 1:].partition("/")[0]
-            try:
-                outcomes.append(self._driver._scan(full, path, after))
-            except BaseException:
-                outcomes.append(Failure())
-        return outcomes
+                continue
+            infos, left = outcome
+            piece = _Piece(infos)
+            if left:
+                piece.rest = functools.partial(self._request, self._driver._scan_more, full, path, left)
+            d.callback(piece)
 
 
 class _Serial:
