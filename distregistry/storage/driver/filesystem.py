@@ -417,12 +417,11 @@ class FilesystemDriver:
             names = [] if fd is None else os.listdir(fd)
         return [f"{prefix}/{name}" for name in sorted(_grammatical(names))]
 
-    def _scan(self, full, path, after=None, limit=None):
-        """(FileInfos of the children of *path*, sorted; the names of the rest). Names the
-        contract cannot express (e.g. ``lost+found`` at a mount point) are left out, being
-        unreachable anyway. With *after*: only the children from that name on (a walk's
-        start-after hint). With *limit*: at most that many are stat'ed, the rest are
-        returned as names for _scan_more."""
+    def _scan(self, full, path, after, limit):
+        """(FileInfos of the first *limit* children of *path*, sorted; the names of the
+        rest, for _scan_more). Names the contract cannot express (e.g. ``lost+found`` at a
+        mount point) are left out, being unreachable anyway. With *after*: only the
+        children from that name on (a walk's start-after hint)."""
         with self._open_dir(full, path) as fd:
             if fd is None:
                 return [], []
@@ -431,7 +430,7 @@ class FilesystemDriver:
                 names = names[bisect.bisect_left(names, after):]
             return self._stat_names(fd, path, names, limit)
 
-    def _scan_more(self, full, path, names, limit=None):
+    def _scan_more(self, full, path, names, limit):
         """_scan's next piece: the first *limit* of *names* stat'ed, and the rest."""
         with self._open_dir(full, path) as fd:
             if fd is None:
@@ -440,12 +439,8 @@ class FilesystemDriver:
 
     def _stat_names(self, fd, path, names, limit):
         prefix = "" if path == "/" else path
-        if limit is not None:
-            names, rest = names[:limit], names[limit:]
-        else:
-            rest = []
         infos = []
-        for name in names:
+        for name in names[:limit]:
             try:
                 st = os.stat(name, dir_fd=fd)
             except FileNotFoundError:
@@ -453,7 +448,7 @@ class FilesystemDriver:
             is_dir = statmod.S_ISDIR(st.st_mode)
             infos.append(FileInfo(path=f"{prefix}/{name}", size=0 if is_dir else st.st_size, modtime=st.st_mtime,
                                   is_dir=is_dir))
-        return infos, rest
+        return infos, names[limit:]
 
     @contextlib.contextmanager
     def _open_dir(self, full, path):
