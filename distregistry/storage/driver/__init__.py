@@ -17,7 +17,7 @@ def _is_skip(result):
     return result is SkipDir or isinstance(result, SkipDir)
 
 
-async def walk_tree(children, path, visit, start_after=None):
+async def walk_tree(children, path, visit, start_after=None, prefetch=None):
     """Depth-first walk below *path*, calling ``visit(FileInfo)`` for every entry.
 
     *children(dir_path)* returns a Deferred[list[FileInfo]] of the direct children
@@ -35,8 +35,10 @@ async def walk_tree(children, path, visit, start_after=None):
     *start_after* (registry:2 3.x's ``WithStartAfterHint``): entries up to that path in
     walk order are neither visited nor listed; its ancestors and the path itself are
     entered without being visited, as registry:2's WalkFallback does.
+
+    *prefetch*: how many sibling directories to ask for ahead (default PREFETCH).
     """
-    await _walk_dir(children, path, visit, top=True, hint=start_hint(path, start_after))
+    await _walk_dir(children, path, visit, prefetch or PREFETCH, top=True, hint=start_hint(path, start_after))
 
 
 def start_hint(path, start_after):
@@ -51,12 +53,11 @@ def start_hint(path, start_after):
 
 # Directories whose listing is requested ahead of the walk reaching them: a catalog walk
 # enters every repository directory, and one storage round trip at a time left the
-# filesystem driver's threads idle most of the time (it lists what is requested together
-# in one pool job, so this is also its batch size).
-PREFETCH = 64
+# filesystem driver's threads idle most of the time.
+PREFETCH = 16
 
 
-async def _walk_dir(children, path, visit, top, listing=None, hint=None):
+async def _walk_dir(children, path, visit, prefetch, top, listing=None, hint=None):
     try:
         piece = await (listing if listing is not None else children(path))
     except PathNotFoundError:
@@ -65,11 +66,11 @@ async def _walk_dir(children, path, visit, top, listing=None, hint=None):
         # Removed between being listed and being entered: registry:2 ignores it too.
         return
     while piece is not None:
-        piece = await _walk_piece(children, path, visit, piece, hint)
+        piece = await _walk_piece(children, path, visit, prefetch, piece, hint)
         hint = None   # later pieces sort after it
 
 
-async def _walk_piece(children, path, visit, piece, hint):
+async def _walk_piece(children, path, visit, prefetch, piece, hint):
     """Walk one listing piece; the Deferred of the next one (None: no more) is returned
     awaited, PathNotFoundError from it meaning the directory has gone."""
     rest = getattr(piece, "rest", None)
@@ -108,13 +109,14 @@ async def _walk_piece(children, path, visit, piece, hint):
             if info.is_dir and not _is_skip(result):
                 # Only once a directory is entered: directories skipped before the walk
                 # gets anywhere (a catalog page after ``last``) are never listed.
-                for later in range(max(asked, index + 1), min(index + 1 + PREFETCH, len(entries))):
+                for later in range(max(asked, index + 1), min(index + 1 + prefetch, len(entries))):
                     if entries[later].is_dir:
                         ahead[later] = children(entries[later].path)
-                asked = max(asked, index + 1 + PREFETCH)
+                asked = max(asked, index + 1 + prefetch)
                 if asked >= len(entries) and rest is not None and following is None:
                     following = rest()
-                await _walk_dir(children, info.path, visit, top=False, listing=ahead.pop(index, None), hint=sub_hint)
+                await _walk_dir(children, info.path, visit, prefetch, top=False, listing=ahead.pop(index, None),
+                                hint=sub_hint)
             else:
                 _abandon(ahead.pop(index, None))
         if rest is None:

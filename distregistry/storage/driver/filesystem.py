@@ -502,7 +502,7 @@ class FilesystemDriver:
     def walk(self, path, visit, start_after=None):
         self._full(path, root_ok=True)
         listings = _WalkListings(self, start_hint(path, start_after))
-        return defer.ensureDeferred(walk_tree(listings, path, visit, start_after))
+        return defer.ensureDeferred(walk_tree(listings, path, visit, start_after, prefetch=_WALK_PREFETCH))
 
     def redirect_url(self, method, path):
         return defer.succeed(None)
@@ -515,6 +515,10 @@ def _grammatical(names):
         return names
     return [name for name in names if PATH_RE.fullmatch("/" + name)]
 
+
+# Sibling directories a walk asks for ahead, which _WalkListings lists in one pool job:
+# 64 made a quarter of the jobs 16 did for a catalog.
+_WALK_PREFETCH = 64
 
 # FileInfos a walk's listing stats at once: a catalog page needs the next n (at most 1000
 # by default) of 10,000 repository directories, not every one after ``last``.
@@ -529,7 +533,7 @@ class _Piece(list):
 
 class _WalkListings:
     """``children`` for one walk_tree. The listings asked for while a pool job is listing
-    (the walk asks for the next PREFETCH sibling directories) go together in the next job,
+    (the walk asks for the next _WALK_PREFETCH sibling directories) go together in the next job,
     answered in one reactor call: a job and a thread hop per directory were most of a
     catalog's CPU. Big directories come in pieces, and children before the walk's
     start-after hint are not even stat'ed."""
