@@ -29,11 +29,11 @@ async def walk_tree(children, path, visit, start_after=None, prefetch=None):
 
     A listing may be the first piece of a directory: then its ``rest`` attribute is a
     callable returning a Deferred of the next piece (children sorting after this piece's),
-    called only if the walk gets that far, so a big directory is not read whole for a
-    walk that stops early.
+    called only once the walk nears this piece's end, so a big directory is not read
+    whole for a walk that stops early.
 
     *start_after* (registry:2 3.x's ``WithStartAfterHint``): entries up to that path in
-    walk order are neither visited nor listed; its ancestors and the path itself are
+    walk order are neither visited nor entered; its ancestors and the path itself are
     entered without being visited, as registry:2's WalkFallback does.
 
     *prefetch*: how many sibling directories to ask for ahead (default PREFETCH).
@@ -71,8 +71,8 @@ async def _walk_dir(children, path, visit, prefetch, top, listing=None, hint=Non
 
 
 async def _walk_piece(children, path, visit, prefetch, piece, hint):
-    """Walk one listing piece; the Deferred of the next one (None: no more) is returned
-    awaited, PathNotFoundError from it meaning the directory has gone."""
+    """Walk one listing piece and return the directory's next one: None when there are
+    no more, or the directory has gone since."""
     rest = getattr(piece, "rest", None)
     # Siblings share the parent prefix, so sorting full paths sorts by name.
     entries = sorted(piece, key=lambda i: i.path)
