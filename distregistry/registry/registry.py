@@ -102,7 +102,7 @@ class Registry:
                     if len(found) >= n:
                         raise _PageFull()
                 if info.is_dir:
-                    raise SkipDir()
+                    return SkipDir   # returned, not raised: two per repository
 
         try:
             # Each page starts at *last* instead of walking every repository before it
