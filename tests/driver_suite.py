@@ -465,6 +465,48 @@ class DriverSuite:
         # "/b" was listed before it went; its subtree is no longer there to enter.
         assert [i.path for i in await _walk(driver, "/", visit)] == ["/a", "/a/x", "/b", "/c", "/c/x"]
 
+    async def test_walk_start_after(self, driver):
+        # registry:2's WithStartAfterHint cases (its S3/GCS walk tests), in our walk order
+        for p in ("/file1", "/folder1-suffix/file1", "/folder1/file1", "/folder2/file1",
+                  "/folder3/subfolder1/subfolder1/file1", "/folder3/subfolder2/subfolder1/file1", "/folder4/file1"):
+            await driver.put_content(p, b"x")
+
+        async def walked(path, hint):
+            seen = []
+            await driver.walk(path, lambda info: seen.append(info.path), start_after=hint)
+            return seen
+
+        folder3 = ["/folder3/subfolder1", "/folder3/subfolder1/subfolder1", "/folder3/subfolder1/subfolder1/file1",
+                   "/folder3/subfolder2", "/folder3/subfolder2/subfolder1", "/folder3/subfolder2/subfolder1/file1"]
+        everything = await walked("/", None)
+        assert everything[everything.index("/folder3") + 1:] == folder3 + ["/folder4", "/folder4/file1"]
+        # The hint's ancestors are entered, not visited.
+        assert await walked("/", "/folder3/subfolder1/subfolder1/file1") == folder3[3:] + ["/folder4", "/folder4/file1"]
+        assert await walked("/folder3", "/folder3/subfolder1/subfolder1/file1") == folder3[3:]
+        # A hint naming a directory: its subtree sorts after it.
+        assert await walked("/", "/folder3") == folder3 + ["/folder4", "/folder4/file1"]
+        assert await walked("/", "/folder1") == everything[everything.index("/folder1/file1"):]
+        assert await walked("/", "/file1") == everything[1:]
+        assert await walked("/folder3", "/folder3/notafolder/notafile") == folder3
+        assert await walked("/folder3", "/folder3/t") == []
+        # A hint that is not below the walked path, or the path itself, starts nothing later.
+        assert await walked("/folder3", "/folder2") == folder3
+        assert await walked("/folder3", "/folder3") == folder3
+        assert await walked("/", "/folder9") == []
+
+    async def test_walk_start_after_with_skipdir(self, driver):
+        for p in ("/a/x", "/b/x", "/b/y/z", "/c/x"):
+            await driver.put_content(p, b"x")
+        seen = []
+
+        def visit(info):
+            seen.append(info.path)
+            if info.path == "/b/y":
+                raise SkipDir()
+
+        await driver.walk("/", visit, start_after="/b/x")
+        assert seen == ["/b/y", "/c", "/c/x"]
+
     # -- reader -----------------------------------------------------------------------------
 
     async def test_reader_offsets(self, driver):

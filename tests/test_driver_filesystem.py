@@ -145,6 +145,54 @@ async def test_names_outside_the_path_grammar_are_not_listed(fs, root):
     assert [i.path for i in seen] == ["/docker", "/docker/x"]
 
 
+async def test_walk_reads_big_directories_in_pieces(fs, monkeypatch):
+    monkeypatch.setattr(filesystem, "_WALK_PIECE", 2)
+    dirs = [f"/d/{i:02d}" for i in range(7)]
+    for d in dirs:
+        await fs.put_content(d + "/f", b"x")
+
+    async def walked(**kwargs):
+        seen = []
+        await fs.walk("/", lambda info: seen.append(info.path), **kwargs)
+        return seen
+
+    assert await walked() == ["/d"] + [p for d in dirs for p in (d, d + "/f")]
+    assert await walked(start_after="/d/03") == ["/d/03/f"] + [p for d in dirs[4:] for p in (d, d + "/f")]
+    assert await walked(start_after="/d/03/f") == [p for d in dirs[4:] for p in (d, d + "/f")]
+
+
+async def test_a_walk_that_stops_early_does_not_stat_the_rest(fs, monkeypatch):
+    for i in range(200):
+        await fs.put_content(f"/d/{i:03d}", b"x")
+    calls = []
+    monkeypatch.setattr(filesystem, "os", _Recording(os, calls))
+    monkeypatch.setattr(filesystem, "_WALK_PIECE", 10)
+
+    def visit(info):
+        if info.path == "/d/005":
+            raise KeyError("enough")
+
+    with pytest.raises(KeyError):
+        await fs.walk("/", visit)
+    assert sum(label == "os.stat" for label, _, _ in calls) <= 1 + 2 * 10   # "/d", then a piece or two
+
+
+async def test_walk_ends_when_a_big_directory_goes_between_pieces(fs, monkeypatch):
+    monkeypatch.setattr(filesystem, "_WALK_PIECE", 2)
+    for i in range(6):
+        await fs.put_content(f"/d/{i}/f", b"x")
+    seen = []
+
+    def visit(info):
+        seen.append(info.path)
+        if info.path == "/d/0":
+            return fs.delete("/d")
+
+    await fs.walk("/", visit)
+    # What was listed before the delete is still visited; nothing below it is there to enter.
+    assert seen == ["/d", "/d/0", "/d/1"]
+
+
 async def test_open_files_keep_working_across_moves(fs):
     # An upload's data file is moved to blobs/ while a reader may hold it open.
     await fs.put_content("/up/data", b"0123456789")
@@ -245,7 +293,7 @@ async def test_blocking_calls_never_run_on_the_reactor_thread(fs, monkeypatch):
     await fs.delete("/c")
 
     labels = {label for label, _, _ in calls}
-    assert {"builtins.open", "os.open", "os.fstat", "os.readlink", "os.fsync", "os.replace", "os.scandir",
+    assert {"builtins.open", "os.open", "os.fstat", "os.readlink", "os.fsync", "os.replace", "os.listdir",
             "posixpath.realpath"} <= labels
     main = threading.main_thread()
     assert threading.current_thread() is main  # the reactor runs here under pytest-twisted

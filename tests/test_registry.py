@@ -706,6 +706,17 @@ async def test_catalog_order_and_pages(env):
     assert pages == ["a", "a/b", "a/b/c", "a-b", "ab", "b/c", "z/y/x"]
 
 
+async def test_catalog_after_any_last(env):
+    # A page starts at *last* (the walk's start-after hint); whatever *last* is, the page is
+    # the repositories after it in registry:2's order.
+    names = ["a", "a/b", "a/b/c", "a-b", "a0", "ab", "b/c", "z/y/x"]
+    await make_repositories(env, names)
+    registry = env.registry()
+    for last in ["a", "a/", "a//b", "a/b/", "a/_manifests", "a\x00", "a\x00b", "a-", "a/b\x00c", "_", "0",
+                 "a/b/c/d", "b", "b/c/_manifests/x", "zz", "~", "a b", "../a"]:
+        assert await registry.catalog(3, last) == [n for n in names if less_path(last, n)][:3], last
+
+
 async def test_catalog_empty(env):
     assert await env.registry().catalog(10) == []
 
@@ -720,11 +731,11 @@ class CountingDriver:
     def __getattr__(self, name):
         return getattr(self._driver, name)
 
-    def walk(self, path, visit):
+    def walk(self, path, visit, start_after=None):
         def counting(info):
             self.visited.append(info.path)
             return visit(info)
-        return self._driver.walk(path, counting)
+        return self._driver.walk(path, counting, start_after)
 
 
 async def test_catalog_stops_and_skips(env):
@@ -737,8 +748,8 @@ async def test_catalog_stops_and_skips(env):
     assert not any("/_manifests/" in p for p in counting.visited)           # never inside _ dirs
     counting.visited.clear()
     assert await registry.catalog(1, "r17") == ["r18"]
-    # Repositories before *last* are passed over, not entered.
-    assert not any(p.startswith(f"{root}/r05/") for p in counting.visited)
+    # Repositories before *last* are passed over, not even visited.
+    assert not any(p.startswith(f"{root}/r05") for p in counting.visited)
 
 
 # -- purge ---------------------------------------------------------------------------------

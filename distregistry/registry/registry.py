@@ -122,13 +122,13 @@ class Registry:
                     if len(found) >= n:
                         raise _PageFull()
                 if info.is_dir:
-                    raise SkipDir()
-            elif info.is_dir and last and less_path(relative, last) and not last.startswith(relative + "/"):
-                # Every repository in here sorts before *last*: skip the subtree.
-                raise SkipDir()
+                    return SkipDir   # returned, not raised: two per repository
 
         try:
-            await self.driver.walk(root, visit)
+            # Each page starts at *last* instead of walking every repository before it
+            # (registry:2 3.x hints the same); the visitor still checks, as a walk may
+            # ignore the hint.
+            await self.driver.walk(root, visit, start_after=f"{root}/{last}" if last else None)
         except (_PageFull, PathNotFoundError):
             pass
         return found

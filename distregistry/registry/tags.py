@@ -61,7 +61,10 @@ class TagStore:
             entries = await self._driver.list(paths.tags_dir(self._name))
         except PathNotFoundError:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": self._name}) from None
-        return sorted((entry.rpartition("/")[2] for entry in entries), key=lambda tag: tag.encode())
+        # Entries are <tags dir>/<tag>. Driver paths are ASCII, so code point order is
+        # registry:2's byte order.
+        start = len(paths.tags_dir(self._name)) + 1
+        return sorted([entry[start:] for entry in entries])
 
     @deferred
     async def lookup(self, digest):

@@ -136,9 +136,11 @@ class IStorageDriver(Interface):
     def delete(path):
         """Deferred: remove a file or a whole tree; PathNotFoundError if absent."""
 
-    def walk(path, visit):
+    def walk(path, visit, start_after=None):
         """Deferred: call ``visit(FileInfo)`` for every entry below *path*, depth first, children
-        in sorted order. *visit* may return a Deferred; raising SkipDir on a directory skips it."""
+        in sorted order. *visit* may return a Deferred; raising SkipDir on a directory skips it.
+        *start_after*: a path below *path* the walk may start after (registry:2's
+        ``WithStartAfterHint``): a driver may skip what comes before it, or walk it all."""
 
     def redirect_url(method, path):
         """Deferred[str or None]: a URL the client can fetch *path* from directly, or None."""

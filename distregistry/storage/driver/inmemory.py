@@ -208,9 +208,9 @@ class InMemoryDriver:
         parent.modtime = self._clock.seconds()
 
     @_deferred
-    def walk(self, path, visit):
+    def walk(self, path, visit, start_after=None):
         self._parts(path, root_ok=True)
-        return defer.ensureDeferred(walk_tree(self._children, path, visit))
+        return defer.ensureDeferred(walk_tree(self._children, path, visit, start_after))
 
     def redirect_url(self, method, path):
         return defer.succeed(None)

@@ -285,9 +285,9 @@ class ObjectStoreDriver:
         await self._each([o.key for o in objects], lambda k: self._delete_key(k, path, missing_ok=True))
 
     @as_deferred
-    async def walk(self, path, visit):
+    async def walk(self, path, visit, start_after=None):
         self._key(path, root_ok=True)
-        await walk_tree(lambda p: defer.ensureDeferred(self._children(p)), path, visit)
+        await walk_tree(lambda p: defer.ensureDeferred(self._children(p)), path, visit, start_after)
 
 
 @implementer(IFileWriter)

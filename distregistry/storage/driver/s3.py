@@ -433,9 +433,9 @@ class S3Driver:
         if errors:
             raise S3Error(path, self.name, 200, _text(errors[0], "Code", ""), _text(errors[0], "Key", ""))
 
-    def walk(self, path, visit):
+    def walk(self, path, visit, start_after=None):
         d = defer.maybeDeferred(self._dir_prefix, path)
-        return d.addCallback(lambda _: defer.ensureDeferred(walk_tree(self._list_infos, path, visit)))
+        return d.addCallback(lambda _: defer.ensureDeferred(walk_tree(self._list_infos, path, visit, start_after)))
 
     def redirect_url(self, method, path):
         return defer.ensureDeferred(self._redirect_url(method, path))
