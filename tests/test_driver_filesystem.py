@@ -125,6 +125,21 @@ async def test_symlinks_inside_the_root_are_followed(fs, root):
     assert await fs.get_content("/alias/file") == b"x"
 
 
+async def test_new_directories_below_symlinks(fs, root, tmp_path):
+    await fs.put_content("/real/file", b"x")
+    (root / "alias").symlink_to(root / "real")
+    await fs.put_content("/alias/new/deep/file", b"y")
+    assert (root / "real/new/deep/file").read_bytes() == b"y"
+    (root / "real/dangling").symlink_to(root / "nowhere")
+    with pytest.raises(StorageDriverError):
+        await fs.put_content("/real/dangling/deep/file", b"z")
+    (tmp_path / "outside").mkdir()
+    (root / "real/out").symlink_to(tmp_path / "outside")
+    with pytest.raises(InvalidPathError):
+        await fs.move("/real/file", "/real/out/deep/file")
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
 async def test_a_symlinked_root_is_fine(tmp_path):
     (tmp_path / "disk").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "disk")

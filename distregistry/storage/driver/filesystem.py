@@ -388,19 +388,28 @@ class FilesystemDriver:
                 return self._open_dir(directory, path)
             found = self._nearest_dir(directory, path)
         fd, names = found
+        # Created by name relative to the last directory known to be inside the root: below
+        # one this mkdir just made, nothing can be in the way, so no open per level.
+        below = ""
         try:
             for name in names:
+                below = f"{below}/{name}" if below else name
                 try:
-                    os.mkdir(name, 0o777, dir_fd=fd)
+                    os.mkdir(below, 0o777, dir_fd=fd)
+                    continue
                 except FileExistsError:
-                    pass   # made meanwhile by a concurrent write, or in the way (see below)
+                    pass
+                # Made meanwhile by a concurrent write, or something else is there: followed
+                # (as before) if it is a directory inside the root.
                 try:
-                    child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-                except OSError as e:
-                    if e.errno == errno.ELOOP:   # a dangling symlink: refused if it leaves the root
-                        self._confine(directory, path)
-                        raise OSError(errno.EEXIST, os.strerror(errno.EEXIST)) from e
-                    raise
+                    child = os.open(below, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError as e:   # a dangling symlink
+                    raise OSError(errno.EEXIST, os.strerror(errno.EEXIST)) from e
+                os.close(fd)
+                fd, below = child, ""
+                self._confine_fd(fd, directory, path)
+            if below:
+                child = os.open(below, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
                 os.close(fd)
                 fd = child
         except BaseException:
