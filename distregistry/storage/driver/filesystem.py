@@ -18,7 +18,6 @@ import random
 import shutil
 import stat as statmod
 import threading
-import uuid
 from collections import deque
 
 from twisted.internet import defer
@@ -143,8 +142,10 @@ def _write_all(write, data):
 
 
 def _temporary_name(name):
-    # Not uuid4(): os.urandom is a syscall, and O_EXCL already refuses a clash.
-    return f"{name}.{uuid.UUID(int=random.getrandbits(128), version=4)}.tmp"
+    # UUID-shaped random hex, not uuid4(): os.urandom is a syscall and UUID() slow Python,
+    # and O_EXCL refuses a clash anyway.
+    h = f"{random.getrandbits(128):032x}"
+    return f"{name}.{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}.tmp"
 
 
 def _ignore_vanished(func, path, exc_info):
