@@ -2,7 +2,6 @@ import errno
 import hashlib
 import itertools
 import os
-import shutil
 import stat
 import sys
 import threading
@@ -234,7 +233,6 @@ class _Recording:
 async def test_blocking_calls_never_run_on_the_reactor_thread(fs, monkeypatch):
     calls = []
     monkeypatch.setattr(filesystem, "os", _Recording(os, calls))
-    monkeypatch.setattr(filesystem, "shutil", _Recording(shutil, calls))
     builtins = _Recording(types.SimpleNamespace(__name__="builtins", open=open), calls)
     monkeypatch.setattr(filesystem, "open", builtins.open, raising=False)
 

@@ -15,7 +15,6 @@ import functools
 import os
 import queue
 import random
-import shutil
 import stat as statmod
 import threading
 from collections import deque
@@ -148,10 +147,29 @@ def _temporary_name(name):
     return f"{name}.{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}.tmp"
 
 
-def _ignore_vanished(func, path, exc_info):
-    # A concurrent delete of part of the tree is not a failure of this one.
-    if not issubclass(exc_info[0], FileNotFoundError):
-        raise exc_info[1]
+def _remove_vanishing(remove, name, dir_fd):
+    try:
+        remove(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass   # a concurrent delete of part of the tree is not a failure of this one
+
+
+def _empty_dir(fd):
+    """Remove everything in the directory open as *fd*, then close it. Never follows a
+    symlink (O_NOFOLLOW), unlike shutil.rmtree by fd also no lstat and fstat per directory."""
+    with _closing_fd(fd):
+        with os.scandir(fd) as entries:
+            children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for name, is_dir in children:
+            if not is_dir:
+                _remove_vanishing(os.unlink, name, fd)
+                continue
+            try:
+                child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            _empty_dir(child)
+            _remove_vanishing(os.rmdir, name, fd)
 
 
 @implementer(IStorageDriver)
@@ -620,13 +638,18 @@ class FilesystemDriver:
         try:
             dir_fd, name = self._open_parent(full, path)
             with _closing_fd(dir_fd):
-                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
-                if statmod.S_ISDIR(mode):
-                    shutil.rmtree(name, dir_fd=dir_fd, onerror=_ignore_vanished)
-                else:
-                    if statmod.S_ISLNK(mode):
+                # A directory (the usual case: an upload, a tag) is told by the open, no lstat.
+                try:
+                    fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    if statmod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
                         self._confine(full, path)   # one leaving the root is refused, as before
                     os.unlink(name, dir_fd=dir_fd)
+                    return
+                _empty_dir(fd)
+                _remove_vanishing(os.rmdir, name, dir_fd)
         except OSError as e:
             self._raise(e, path)
 
