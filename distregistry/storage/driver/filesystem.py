@@ -227,7 +227,10 @@ class FilesystemDriver:
             done, self._done = self._done, []
             self._waking = False
         for outcome, d in done:
-            self._settle(outcome, d)
+            try:
+                self._settle(outcome, d)
+            except Exception:   # e.g. AlreadyCalledError: it must not keep the others unsettled
+                _log.failure("settling a filesystem driver call")
 
     def _start(self):
         if not self.threadpool.started:
