@@ -82,7 +82,8 @@ class BlobStore:
             cached = await cache.get(self._name, canonical)
             if cached is not None:
                 return cached
-        # Both read in one round trip: a blob asked about is nearly always there.
+        # Both read in one round trip: a manifest's references and pulled blobs are there (a
+        # HEAD before pushing a new blob pays for one stat more).
         linked, size = await gather([lambda: read_link(self._driver, paths.layer_link(self._name, canonical)),
                                      lambda: blob_size(self._driver, canonical)])
         if linked != canonical or size is None:
