@@ -2,7 +2,6 @@ import errno
 import hashlib
 import itertools
 import os
-import shutil
 import stat
 import sys
 import threading
@@ -123,6 +122,21 @@ async def test_symlinks_inside_the_root_are_followed(fs, root):
     await fs.put_content("/real/file", b"x")
     (root / "alias").symlink_to(root / "real")
     assert await fs.get_content("/alias/file") == b"x"
+
+
+async def test_new_directories_below_symlinks(fs, root, tmp_path):
+    await fs.put_content("/real/file", b"x")
+    (root / "alias").symlink_to(root / "real")
+    await fs.put_content("/alias/new/deep/file", b"y")
+    assert (root / "real/new/deep/file").read_bytes() == b"y"
+    (root / "real/dangling").symlink_to(root / "nowhere")
+    with pytest.raises(StorageDriverError):
+        await fs.put_content("/real/dangling/deep/file", b"z")
+    (tmp_path / "outside").mkdir()
+    (root / "real/out").symlink_to(tmp_path / "outside")
+    with pytest.raises(InvalidPathError):
+        await fs.move("/real/file", "/real/out/deep/file")
+    assert list((tmp_path / "outside").iterdir()) == []
 
 
 async def test_a_symlinked_root_is_fine(tmp_path):
@@ -267,7 +281,6 @@ class _Recording:
 async def test_blocking_calls_never_run_on_the_reactor_thread(fs, monkeypatch):
     calls = []
     monkeypatch.setattr(filesystem, "os", _Recording(os, calls))
-    monkeypatch.setattr(filesystem, "shutil", _Recording(shutil, calls))
     builtins = _Recording(types.SimpleNamespace(__name__="builtins", open=open), calls)
     monkeypatch.setattr(filesystem, "open", builtins.open, raising=False)
 

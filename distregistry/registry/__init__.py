@@ -25,8 +25,11 @@ async def gather(calls, limit=16):
 
     The first failure is raised as itself (not wrapped in FirstError).
     """
-    semaphore = defer.DeferredSemaphore(limit)
-    pending = [semaphore.run(lambda call=call: defer.ensureDeferred(call())) for call in calls]
+    if len(calls) <= limit:   # no semaphore needed: most calls here are of two or three
+        pending = [defer.maybeDeferred(call) for call in calls]
+    else:
+        semaphore = defer.DeferredSemaphore(limit)
+        pending = [semaphore.run(lambda call=call: defer.ensureDeferred(call())) for call in calls]
     try:
         return await defer.gatherResults(pending, consumeErrors=True)
     except defer.FirstError as error:

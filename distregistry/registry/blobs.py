@@ -11,7 +11,7 @@ from zope.interface import implementer
 from distregistry import reference
 from distregistry.descriptor import Descriptor
 from distregistry.errcode import ErrorCode, RegistryError
-from distregistry.registry import deferred, paths
+from distregistry.registry import deferred, gather, paths
 from distregistry.registry.interfaces import IBlobStore
 from distregistry.storage.driver.base import InvalidOffsetError, PathNotFoundError
 
@@ -82,11 +82,12 @@ class BlobStore:
             cached = await cache.get(self._name, canonical)
             if cached is not None:
                 return cached
-        if await read_link(self._driver, paths.layer_link(self._name, canonical)) != canonical:
-            raise self._unknown(digest)
-        size = await blob_size(self._driver, canonical)
-        if size is None:
-            # A link left behind by GC or a partial copy: registry:2 answers unknown too.
+        # Both read in one round trip: a manifest's references and pulled blobs are there (a
+        # HEAD before pushing a new blob pays for one stat more).
+        linked, size = await gather([lambda: read_link(self._driver, paths.layer_link(self._name, canonical)),
+                                     lambda: blob_size(self._driver, canonical)])
+        if linked != canonical or size is None:
+            # size None: a link left behind by GC or a partial copy; registry:2 answers unknown too.
             raise self._unknown(digest)
         descriptor = Descriptor(media_type=BLOB_MEDIA_TYPE, digest=canonical, size=size)
         if cache is not None:

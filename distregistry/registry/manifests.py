@@ -88,9 +88,10 @@ class ManifestStore:
         # Before the references are checked: online GC must not delete what this manifest is
         # about to point at, nor its own bytes if they are stored already (a re-push).
         await self._repository.registry.gc_guard.record([m.digest] + [d.digest for d in m.references()])
-        await self._verify(m, self._repository.validation)
-
-        if await blob_size(self._driver, m.digest) is None:
+        # Whether the bytes are stored already is looked up while the references are checked.
+        _, stored = await gather([lambda: self._verify(m, self._repository.validation),
+                                  lambda: blob_size(self._driver, m.digest)])
+        if stored is None:
             await self._driver.put_content(paths.blob_data(m.digest), m.payload)
         await write_link(self._driver, paths.revision_link(self._name, m.digest), m.digest)
         self._repository.registry.manifest_cache.put(m.digest, m)

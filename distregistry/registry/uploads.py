@@ -20,7 +20,7 @@ from zope.interface import implementer
 from distregistry import reference
 from distregistry.descriptor import Descriptor
 from distregistry.errcode import ErrorCode, RegistryError
-from distregistry.registry import deferred, paths
+from distregistry.registry import deferred, gather, paths
 from distregistry.registry.blobs import BLOB_MEDIA_TYPE, blob_size
 from distregistry.registry.interfaces import IUploadStore, IUploadWriter, UploadStatus
 from distregistry.storage.driver.base import PathNotFoundError
@@ -160,9 +160,12 @@ class UploadStore:
     def _unknown(self, uuid):
         return RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail=uuid)
 
-    async def _started_at(self, uuid):
+    def _check_uuid(self, uuid):
         if not isinstance(uuid, str) or not UUID_RE.match(uuid):
             raise self._unknown(uuid)
+
+    async def _started_at(self, uuid):
+        self._check_uuid(uuid)
         try:
             content = await self._driver.get_content(paths.upload_startedat(self._name, uuid))
         except PathNotFoundError:
@@ -197,21 +200,35 @@ class UploadStore:
 
     @deferred
     async def append(self, uuid, offset=None):
-        await self._started_at(uuid)
-        if offset is not None and offset != await self._data_size(uuid):
-            raise RegistryError(ErrorCode.RANGE_INVALID)
+        self._check_uuid(uuid)
         data = paths.upload_data(self._name, uuid)
+        # The session check and the open for append are independent: one round trip for
+        # both. Opening for append creates nothing, so an unknown session is left as it was.
+        started = defer.ensureDeferred(self._started_at(uuid))
+        appending = self._driver.writer(data, append=True)
         try:
-            file_writer = await self._driver.writer(data, append=True)
+            await started
+        except BaseException:
+            appending.addCallbacks(self._close_unused, lambda failure: None)
+            raise
+        try:
+            file_writer = await appending
         except PathNotFoundError:
+            if offset:
+                raise RegistryError(ErrorCode.RANGE_INVALID) from None
             file_writer = await self._driver.writer(data)
         if offset is not None and offset != file_writer.size:
-            # Another request appended between the stat and the open.
-            await file_writer.close()
+            await self._close_unused(file_writer)
             raise RegistryError(ErrorCode.RANGE_INVALID)
         entry = self._cache.get(self._key(uuid))
         hasher = entry[1].copy() if entry is not None and entry[0] == file_writer.size else None
         return UploadWriter(self._key(uuid), self._cache, file_writer, hasher)
+
+    @staticmethod
+    def _close_unused(file_writer):
+        d = file_writer.close()
+        d.addErrback(lambda failure: log.failure("closing an unused upload writer", failure, LogLevel.error))
+        return d
 
     async def _rehash(self, uuid, algorithm):
         hasher = hashlib.new(algorithm)
@@ -242,8 +259,7 @@ class UploadStore:
         return await self._locks.run(self._key(uuid), lambda: self._commit(uuid, digest, algorithm, size))
 
     async def _commit(self, uuid, digest, algorithm, size):
-        await self._started_at(uuid)
-        stored = await self._data_size(uuid)
+        _, stored = await gather([lambda: self._started_at(uuid), lambda: self._data_size(uuid)])
         if size is not None and size != stored:
             raise RegistryError(ErrorCode.SIZE_INVALID, detail={"size": size, "stored": stored})
 
@@ -268,21 +284,24 @@ class UploadStore:
         # finishes first, so the check cannot see data that is about to go.
         await self._repository.registry.gc_guard.record([digest])
         await self._move_into_place(uuid, digest)
-        await self._repository.blobs.link(digest)
-        try:
-            await self._driver.delete(paths.upload_dir(self._name, uuid))
-        except PathNotFoundError:
-            pass
+        # The link only after the data is durable in place (the move fsyncs); the session,
+        # its data gone, may go at the same time.
+        await gather([lambda: self._repository.blobs.link(digest), lambda: self._delete_session(uuid)])
         self._cache.drop(self._key(uuid))
         log.info("upload {uuid} committed as {digest} ({size} bytes) in {repository}",
                  uuid=uuid, digest=digest, size=stored, repository=self._name)
         return Descriptor(media_type=BLOB_MEDIA_TYPE, digest=digest, size=stored)
 
+    async def _delete_session(self, uuid):
+        try:
+            await self._driver.delete(paths.upload_dir(self._name, uuid))
+        except PathNotFoundError:
+            pass
+
     async def _move_into_place(self, uuid, digest):
         blob = paths.blob_data(digest)
-        if await blob_size(self._driver, digest) is not None:
-            # Content addressed: what is there already is this content.
-            return
+        # No existence check first: content addressed, so replacing a copy already there
+        # changes nothing, and a new blob (the usual case) costs one storage call less.
         try:
             await self._driver.move(paths.upload_data(self._name, uuid), blob)
         except PathNotFoundError:

@@ -16,10 +16,9 @@ import errno
 import functools
 import os
 import queue
-import shutil
+import random
 import stat as statmod
 import threading
-import uuid
 from collections import deque
 
 from twisted.internet import defer
@@ -60,6 +59,11 @@ _NOWAIT = NoWait()
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
 # errno values meaning "something of the wrong kind is in the way" when creating.
 _CONFLICT = (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY, errno.EINVAL)
+
+# Writes work on names relative to an fd of their parent directory: one path lookup, then
+# no window in which a swapped-in symlink could redirect them; O_RDONLY so it can be fsynced.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 
 
 def _deferred(method):
@@ -138,24 +142,42 @@ def _closing_fd(fd):
         os.close(fd)
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _write_all(write, data):
+    view = memoryview(data)
+    while view:
+        view = view[write(view):]
+
+
+def _temporary_name(name):
+    # UUID-shaped random hex, not uuid4(): os.urandom is a syscall and UUID() slow Python,
+    # and O_EXCL refuses a clash anyway.
+    h = f"{random.getrandbits(128):032x}"
+    return f"{name}.{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}.tmp"
+
+
+def _remove_vanishing(remove, name, dir_fd):
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        remove(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass   # a concurrent delete of part of the tree is not a failure of this one
 
 
-def _makedirs_parent(full):
-    parent = full.rpartition("/")[0] or "/"
-    os.makedirs(parent, 0o777, exist_ok=True)
-    return parent
-
-
-def _ignore_vanished(func, path, exc_info):
-    # A concurrent delete of part of the tree is not a failure of this one.
-    if not issubclass(exc_info[0], FileNotFoundError):
-        raise exc_info[1]
+def _empty_dir(fd):
+    """Remove everything in the directory open as *fd*, then close it. Never follows a
+    symlink (O_NOFOLLOW), unlike shutil.rmtree by fd also no lstat and fstat per directory."""
+    with _closing_fd(fd):
+        with os.scandir(fd) as entries:
+            children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for name, is_dir in children:
+            if not is_dir:
+                _remove_vanishing(os.unlink, name, fd)
+                continue
+            try:
+                child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            _empty_dir(child)
+            _remove_vanishing(os.rmdir, name, fd)
 
 
 @implementer(IStorageDriver)
@@ -172,6 +194,9 @@ class FilesystemDriver:
         self._real_root = None
         self.threadpool = _ThreadPool(maxthreads, "filesystem-driver")
         self._jobs = 0
+        self._done_lock = threading.Lock()   # guards _done and _waking, shared with pool threads
+        self._done = []
+        self._waking = False
         self._closed = False
         self._close_waiters = []
         self._shutdown_trigger = None
@@ -193,6 +218,27 @@ class FilesystemDriver:
             d.callback(outcome)
         self._jobs -= 1
         self._maybe_stopped()
+
+    def _complete(self, outcome, d):
+        """From a pool thread: have *d* settled on the reactor thread. Outcomes that arrive
+        before the reactor got to the first share its wake-up: one waker write (a syscall,
+        and a GIL hand-off in the pool thread) per batch rather than per call."""
+        with self._done_lock:
+            self._done.append((outcome, d))
+            if self._waking:
+                return
+            self._waking = True
+        self._reactor.callFromThread(self._settle_done)
+
+    def _settle_done(self):
+        with self._done_lock:
+            done, self._done = self._done, []
+            self._waking = False
+        for outcome, d in done:
+            try:
+                self._settle(outcome, d)
+            except Exception:   # e.g. AlreadyCalledError: it must not keep the others unsettled
+                _log.failure("settling a filesystem driver call")
 
     def _start(self):
         if not self.threadpool.started:
@@ -219,7 +265,7 @@ class FilesystemDriver:
                 outcome = fn(*args)
             except BaseException:
                 outcome = Failure()
-            self._reactor.callFromThread(self._settle, outcome, d)
+            self._complete(outcome, d)
 
         self.threadpool.callInThread(job)
         return d
@@ -280,20 +326,122 @@ class FilesystemDriver:
         """os.open, then the same check on where the open file really is: one readlink of
         /proc/self/fd instead of realpath()'s lstat of every path component, which was
         the largest cost of a manifest GET (reads are the hot path), and no window between
-        the check and the open. A missing path is still checked the slow way, so a
+        the check and the open. A missing path is still checked (_confine_missing), so a
         dangling symlink out of the root is refused rather than reported absent."""
         try:
             fd = os.open(full, flags | os.O_CLOEXEC)
         except OSError as e:
             if e.errno in _ABSENT:
-                self._confine(full, path)
+                self._confine_missing(full, path)
             raise
         try:
+            self._confine_fd(fd, full, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _confine_fd(self, fd, full, path):
+        """_confine for an open *fd* of *full*: where it really is, by one readlink."""
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:   # no /proc mounted
+            real = os.path.realpath(full)
+        self._confine(full, path, real)
+
+    def _open_dir(self, directory, path):
+        """An fd of *directory*, checked to be inside the root."""
+        fd = os.open(directory or "/", _DIR_FLAGS)
+        try:
+            self._confine_fd(fd, directory or "/", path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _nearest_dir(self, full, path):
+        """(fd, names): an fd of the nearest directory above *full* that exists, at or below
+        the root and checked to be inside it, and the names from there down to *full*, the
+        first of which was not found. None if even the root is missing."""
+        names = []
+        parent = full
+        while len(parent) > len(self._root):
+            parent, _, name = parent.rpartition("/")
+            names.append(name)
             try:
-                real = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:   # no /proc mounted
-                real = os.path.realpath(full)
-            self._confine(full, path, real)
+                fd = self._open_dir(parent, path)
+            except FileNotFoundError:
+                continue
+            names.reverse()
+            return fd, names
+        return None
+
+    def _confine_missing(self, full, path):
+        """_confine for a path that is not there: the nearest directory above it that is gets
+        the fd check; realpath() only if a symlink is in the way (a dangling one leaving
+        the root is refused, not reported absent), a file is, or the root is missing."""
+        try:
+            found = self._nearest_dir(full, path)
+        except OSError:   # e.g. a file where a directory should be
+            found = None
+        if found is not None:
+            fd, names = found
+            with _closing_fd(fd):
+                try:
+                    os.stat(names[0], dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return
+                except OSError:
+                    pass
+        self._confine(full, path)
+
+    def _open_parent(self, full, path, create=False):
+        """(fd, name): an fd of *full*'s parent directory, checked to be inside the root,
+        and the last name of *full*. *create*: make missing directories (0o777 less the
+        umask, as os.makedirs), only below a checked one."""
+        parent, _, name = full.rpartition("/")
+        try:
+            return self._open_dir(parent, path), name
+        except OSError as e:
+            if not create or e.errno != errno.ENOENT:
+                if e.errno in _ABSENT:
+                    self._confine_missing(full, path)
+                raise
+        return self._make_dirs(parent, path), name
+
+    def _make_dirs(self, directory, path):
+        """An fd of *directory*, made with its missing parents."""
+        found = self._nearest_dir(directory, path)
+        if found is None:   # not even the root is there yet
+            os.makedirs(self._root, 0o777, exist_ok=True)
+            if directory == self._root:
+                return self._open_dir(directory, path)
+            found = self._nearest_dir(directory, path)
+        fd, names = found
+        # Created by name relative to the last directory known to be inside the root: below
+        # one this mkdir just made, nothing can be in the way, so no open per level.
+        below = ""
+        try:
+            for name in names:
+                below = f"{below}/{name}" if below else name
+                try:
+                    os.mkdir(below, 0o777, dir_fd=fd)
+                    continue
+                except FileExistsError:
+                    pass
+                # Made meanwhile by a concurrent write, or something else is there: followed
+                # (as before) if it is a directory inside the root.
+                try:
+                    child = os.open(below, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError as e:   # a dangling symlink
+                    raise OSError(errno.EEXIST, os.strerror(errno.EEXIST)) from e
+                os.close(fd)
+                fd, below = child, ""
+                self._confine_fd(fd, directory, path)
+            if below:
+                child = os.open(below, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = child
         except BaseException:
             os.close(fd)
             raise
@@ -351,23 +499,26 @@ class FilesystemDriver:
         return self._run(self._put_content, self._full(path), path, bytes(data))
 
     def _put_content(self, full, path, data):
-        self._confine(full, path)
-        tmp = f"{full}.{uuid.uuid4()}.tmp"
+        # Parent checked, not the path: the rename replaces a symlink there, never follows it.
         try:
-            parent = _makedirs_parent(full)
-            try:
-                with open(tmp, "xb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, full)
-            except BaseException:
+            dir_fd, name = self._open_parent(full, path, create=True)
+            with _closing_fd(dir_fd):
+                tmp = _temporary_name(name)
+                fd = os.open(tmp, _NEW_FILE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
                 try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
-            _fsync_dir(parent)
+                    try:
+                        _write_all(functools.partial(os.write, fd), data)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                except BaseException:
+                    try:
+                        os.unlink(tmp, dir_fd=dir_fd)
+                    except FileNotFoundError:
+                        pass
+                    raise
+                os.fsync(dir_fd)
         except OSError as e:
             self._raise(e, path, absent=(), conflict=_CONFLICT)
 
@@ -411,20 +562,33 @@ class FilesystemDriver:
         return d.addCallback(lambda opened: _FileWriter(self, full, *opened))
 
     def _open_writer(self, full, path, append):
-        self._confine(full, path)
         try:
             if append:
-                fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-                try:
-                    size = os.fstat(fd).st_size
-                    return open(fd, "ab"), size
-                except BaseException:
-                    os.close(fd)
-                    raise
-            _makedirs_parent(full)
-            return open(full, "wb"), 0
+                fd = self._open_confined(full, path, os.O_WRONLY | os.O_APPEND)
+                size = None
+            else:
+                dir_fd, name = self._open_parent(full, path, create=True)
+                with _closing_fd(dir_fd):
+                    flags = _NEW_FILE_FLAGS | os.O_TRUNC
+                    try:
+                        fd = os.open(name, flags | os.O_NOFOLLOW, 0o666, dir_fd=dir_fd)
+                    except OSError as e:
+                        if e.errno != errno.ELOOP:
+                            raise
+                        # A symlink: followed, as by reads, if it stays inside the root.
+                        self._confine(full, path)
+                        fd = os.open(name, flags, 0o666, dir_fd=dir_fd)
+                size = 0
         except OSError as e:
             self._raise(e, path, absent=_ABSENT if append else (), conflict=_CONFLICT)
+        try:
+            if size is None:
+                size = os.fstat(fd).st_size
+            # Unbuffered, and "wb" on an O_APPEND fd: no isatty, tell or seek calls to open it.
+            return open(fd, "wb", buffering=0), size
+        except BaseException:
+            os.close(fd)
+            raise
 
     @_deferred
     def stat(self, path):
@@ -516,31 +680,47 @@ class FilesystemDriver:
         return self._run(self._move, self._full(source), source, self._full(dest), dest)
 
     def _move(self, src_full, source, dst_full, dest):
-        self._confine(src_full, source)
-        self._confine(dst_full, dest)
+        # Parents checked: a rename moves or replaces a symlink, never follows it.
         try:
-            os.lstat(src_full)
+            src_fd, src_name = self._open_parent(src_full, source)
         except OSError as e:
             self._raise(e, source)
-        try:
-            parent = _makedirs_parent(dst_full)
-            os.replace(src_full, dst_full)
-            # registry:2 does not sync here; we do, so a committed blob survives a crash.
-            _fsync_dir(parent)
-        except OSError as e:
-            self._raise(e, dest, absent=(), conflict=_CONFLICT)
+        with _closing_fd(src_fd):
+            try:
+                # Before any directory is made for the destination.
+                if statmod.S_ISLNK(os.stat(src_name, dir_fd=src_fd, follow_symlinks=False).st_mode):
+                    self._confine(src_full, source)
+            except OSError as e:
+                self._raise(e, source)
+            try:
+                dst_fd, dst_name = self._open_parent(dst_full, dest, create=True)
+                with _closing_fd(dst_fd):
+                    os.replace(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                    # registry:2 does not sync here; we do, so a committed blob survives a crash.
+                    os.fsync(dst_fd)
+            except OSError as e:
+                self._raise(e, dest, absent=(), conflict=_CONFLICT)
 
     @_deferred
     def delete(self, path):
         return self._run(self._delete, self._full(path), path)
 
     def _delete(self, full, path):
-        self._confine(full, path)
         try:
-            if statmod.S_ISDIR(os.lstat(full).st_mode):
-                shutil.rmtree(full, onerror=_ignore_vanished)
-            else:
-                os.unlink(full)
+            dir_fd, name = self._open_parent(full, path)
+            with _closing_fd(dir_fd):
+                # A directory (the usual case: an upload, a tag) is told by the open, no lstat.
+                try:
+                    fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    if statmod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                        self._confine(full, path)   # one leaving the root is refused, as before
+                    os.unlink(name, dir_fd=dir_fd)
+                    return
+                _empty_dir(fd)
+                _remove_vanishing(os.rmdir, name, dir_fd)
         except OSError as e:
             self._raise(e, path)
 
@@ -679,8 +859,7 @@ class _Serial:
         return d
 
     def _drain(self):
-        settle = self._driver._settle
-        call_from_thread = self._driver._reactor.callFromThread
+        complete = self._driver._complete
         for _ in range(_DRAIN_BATCH):
             with self._lock:
                 if not self._queue:
@@ -691,10 +870,10 @@ class _Serial:
                 outcome = fn(*args)
             except BaseException:
                 outcome = Failure()
-            call_from_thread(settle, outcome, d)
+            complete(outcome, d)
         # Still busy: go to the back of the pool's queue, so one fast stream cannot keep a
         # thread while other calls wait for one.
-        call_from_thread(self._driver._call_in_pool, self._drain)
+        self._driver._reactor.callFromThread(self._driver._call_in_pool, self._drain)
 
 
 @implementer(ILocalFileReader)
@@ -793,7 +972,7 @@ class _FileWriter:
     def _write(self, data):
         self._raise_earlier_failure()
         try:
-            self._file.write(data)
+            _write_all(self._file.write, data)   # unbuffered: a short write is possible
         except OSError as e:
             self._failure = e
             raise
@@ -801,7 +980,6 @@ class _FileWriter:
     def _sync_close(self):
         try:
             self._raise_earlier_failure()
-            self._file.flush()
             os.fsync(self._file.fileno())
         finally:
             _close_quietly(self._file)
