@@ -623,7 +623,7 @@ class FilesystemDriver:
         # Names only, as registry:2's List: no stat per entry (a tags list reads 10,000),
         # and listdir, not scandir: no DirEntry per name.
         prefix = "" if path == "/" else path
-        with self._open_dir(full, path) as fd:
+        with self._listing_dir(full, path) as fd:
             names = [] if fd is None else os.listdir(fd)
         return [f"{prefix}/{name}" for name in sorted(_grammatical(names))]
 
@@ -632,7 +632,7 @@ class FilesystemDriver:
         rest, for _scan_more). Names the contract cannot express (e.g. ``lost+found`` at a
         mount point) are left out, being unreachable anyway. With *after*: only the
         children from that name on (a walk's start-after hint)."""
-        with self._open_dir(full, path) as fd:
+        with self._listing_dir(full, path) as fd:
             if fd is None:
                 return [], []
             names = sorted(_grammatical(os.listdir(fd)))
@@ -642,7 +642,7 @@ class FilesystemDriver:
 
     def _scan_more(self, full, path, names, limit):
         """_scan's next piece: the first *limit* of *names* stat'ed, and the rest."""
-        with self._open_dir(full, path) as fd:
+        with self._listing_dir(full, path) as fd:
             if fd is None:
                 return [], []
             return self._stat_names(fd, path, names, limit)
@@ -661,7 +661,7 @@ class FilesystemDriver:
         return infos, names[limit:]
 
     @contextlib.contextmanager
-    def _open_dir(self, full, path):
+    def _listing_dir(self, full, path):
         """The directory's fd, None for a fresh root that nothing has been written to yet."""
         try:
             # By fd: a catalog walk lists every repository directory, and realpath() per
