@@ -278,7 +278,7 @@ def main(argv=None):
         targets = {"ours": servers.start_registry("ours", "distregistry"), "go": servers.start_registry("go", "go")}
         if any("ceiling" in s.sides for s in scenarios):
             targets["ceiling"] = servers.start_ceiling()
-        log(f"servers: " + ", ".join(f"{t.name} pid {t.pid} port {t.port}" for t in targets.values()))
+        log("servers: " + ", ".join(f"{t.name} pid {t.pid} port {t.port}" for t in targets.values()))
         summaries = [measure(bench, s, targets, rounds, idle_timeout, log) for s in scenarios]
         aa = []
         if aa_rounds > 0:
