@@ -156,7 +156,7 @@ def test_pipelined_request_after_a_pull(daemon):
     assert body == DATA[3:6]
 
 
-def _sendfile_bytes(d, action, syscall="sendfile"):
+def _traced_bytes(d, action, syscall="sendfile"):
     """Bytes the daemon moved with *syscall* (sendfile(2); a name strace knows, or a class
     such as %file) while *action* ran (strace)."""
     if shutil.which("strace") is None:
@@ -195,7 +195,7 @@ def test_sendfile_only_for_a_local_file_on_plain_tcp(request, kind):
         finally:
             conn.close()
 
-    sent = _sendfile_bytes(d, pull)
+    sent = _traced_bytes(d, pull)
     assert sent == (len(DATA) + 1000000 if kind == "plain" else 0)
 
 
@@ -413,6 +413,6 @@ def test_an_evicted_blob_is_read_into_the_cache_in_the_pool_first(plain):
 
     # The driver's threads read the first step before the reactor sent it; the kernel's
     # readahead, started by that read, keeps ahead of the rest.
-    assert _sendfile_bytes(plain, pull, "preadv,preadv2") >= 4 * MiB
+    assert _traced_bytes(plain, pull, "preadv,preadv2") >= 4 * MiB
     _evict(data[0])
-    assert _sendfile_bytes(plain, pull) == len(DATA)
+    assert _traced_bytes(plain, pull) == len(DATA)

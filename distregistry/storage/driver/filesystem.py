@@ -457,8 +457,7 @@ class FilesystemDriver:
         if fd is None:
             return None
         try:
-            # Reading a /proc magic link waits for nothing.
-            self._confine(full, path, os.readlink(f"/proc/self/fd/{fd}"))
+            self._confine_fd(fd, full, path)    # by /proc, which NoWait checked is there
         except (OSError, InvalidPathError):
             os.close(fd)
             return None

@@ -49,7 +49,15 @@ class NoWait:
             log.info("openat2(RESOLVE_CACHED) unavailable: every filesystem call goes through the thread pool")
             return False
         if fd is not None:
-            os.close(fd)
+            try:
+                # Callers check where an fd really is by its /proc magic link (no waiting);
+                # without /proc that check would need realpath(), which may wait.
+                os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                log.info("no /proc/self/fd: every filesystem call goes through the thread pool")
+                return False
+            finally:
+                os.close(fd)
         return True
 
     def _openat2(self, path, flags):
