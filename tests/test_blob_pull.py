@@ -372,10 +372,20 @@ async def test_only_the_filesystem_reader_is_local(tmp_path):
 
 
 def _evict(path):
-    """Drop *path*'s clean pages from the page cache (its writes were fsynced)."""
+    """Drop *path*'s pages from the page cache. DONTNEED skips pages still under writeback
+    (a busy disk), so it is repeated until the file's first byte is no longer cached."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        deadline = time.monotonic() + 10
+        while True:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            try:
+                os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+            except BlockingIOError:
+                return
+            assert time.monotonic() < deadline, f"the kernel keeps {path} cached"
+            time.sleep(0.05)
     finally:
         os.close(fd)
 
